@@ -1,0 +1,1 @@
+"""Generated code for ``sessionvalidator.v1`` (do not edit; run ``make proto``)."""

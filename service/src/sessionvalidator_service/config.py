@@ -1,0 +1,167 @@
+"""Configuration from ``SESSIONVALIDATOR_*`` environment variables.
+
+:meth:`Settings.from_env` is a pure function of the mapping it is given, so
+tests pass plain dicts. A bad value raises :class:`ConfigError` naming the
+variable; the command line prints it on one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["ConfigError", "Settings", "redact_url"]
+
+PREFIX = "SESSIONVALIDATOR_"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_LISTEN = "[::]:50051"
+
+# RFC 6265 token characters: what an Express cookie name can be.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{PREFIX}{variable}: {problem}")
+        self.variable = PREFIX + variable
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _check_utf8(variable: str, secret: str) -> str:
+    try:
+        secret.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(variable, "secrets must be valid UTF-8") from None
+    return secret
+
+
+def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    inline = env.get(PREFIX + "SECRETS")
+    path = env.get(PREFIX + "SECRETS_FILE")
+    if inline and path:
+        raise ConfigError(
+            "SECRETS_FILE", "set either SESSIONVALIDATOR_SECRETS or SESSIONVALIDATOR_SECRETS_FILE, not both"
+        )
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("SECRETS_FILE", f"cannot read {path!r}: {exc.__class__.__name__}") from None
+        secrets = tuple(line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r"))
+        if not secrets:
+            raise ConfigError("SECRETS_FILE", f"{path!r} holds no secret (one per line)")
+        return secrets
+    if not inline:
+        raise ConfigError("SECRETS", "required: the express-session secret, or a JSON array of secrets")
+    if inline.lstrip().startswith("["):
+        try:
+            parsed = json.loads(inline)
+        except ValueError:
+            raise ConfigError("SECRETS", "looks like a JSON array but does not parse") from None
+        if not isinstance(parsed, list) or not parsed or not all(isinstance(s, str) and s for s in parsed):
+            raise ConfigError("SECRETS", "a JSON array must hold one or more non-empty strings")
+        return tuple(_check_utf8("SECRETS", s) for s in parsed)
+    return (_check_utf8("SECRETS", inline),)
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    url = env.get(PREFIX + "REDIS_URL") or DEFAULT_REDIS_URL
+    scheme = urlsplit(url).scheme
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}")
+    try:
+        import redis.asyncio.connection
+
+        redis.asyncio.connection.parse_url(url)
+    except ValueError as exc:
+        raise ConfigError("REDIS_URL", str(exc)) from None
+    return url
+
+
+def _listen(env: Mapping[str, str]) -> str:
+    listen = env.get(PREFIX + "LISTEN") or DEFAULT_LISTEN
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
+        raise ConfigError("LISTEN", f"must be host:port (such as [::]:50051 or 127.0.0.1:0), got {listen!r}")
+    return listen
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of {unit}, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(name, f"must be a positive number of {unit}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The service's whole configuration, validated."""
+
+    secrets: tuple[str, ...]
+    redis_url: str = DEFAULT_REDIS_URL
+    cookie_name: str = "connect.sid"
+    key_prefix: str = "sess:"
+    listen: str = DEFAULT_LISTEN
+    user_key: str | None = None
+    store_timeout_s: float = 0.1
+    shutdown_grace_s: float = 10.0
+    log_level: int = logging.INFO
+
+    def __repr__(self) -> str:
+        # Never print secrets, even by accident.
+        return (
+            f"Settings(secrets=<{len(self.secrets)} hidden>, redis_url={redact_url(self.redis_url)!r}, "
+            f"cookie_name={self.cookie_name!r}, key_prefix={self.key_prefix!r}, listen={self.listen!r}, "
+            f"user_key={self.user_key!r}, store_timeout_s={self.store_timeout_s}, "
+            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)})"
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, require_secrets: bool = True) -> Settings:
+        """Read and validate every ``SESSIONVALIDATOR_*`` variable in ``env``."""
+        cookie_name = env.get(PREFIX + "COOKIE_NAME") or "connect.sid"
+        if not _TOKEN.match(cookie_name):
+            raise ConfigError("COOKIE_NAME", f"not a valid cookie name: {cookie_name!r}")
+        user_key = env.get(PREFIX + "USER_KEY") or None
+        if user_key is not None and "{id}" not in user_key:
+            raise ConfigError("USER_KEY", f"must contain {{id}}, such as user:{{id}}, got {user_key!r}")
+        level_name = (env.get(PREFIX + "LOG_LEVEL") or "INFO").upper()
+        if level_name not in _LEVELS:
+            raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(_LEVELS)}, got {level_name!r}")
+        secrets = (
+            _secrets(env) if require_secrets or env.get(PREFIX + "SECRETS") or env.get(PREFIX + "SECRETS_FILE") else ()
+        )
+        return cls(
+            secrets=secrets,
+            redis_url=_redis_url(env),
+            cookie_name=cookie_name,
+            key_prefix=env.get(PREFIX + "KEY_PREFIX", "sess:"),
+            listen=_listen(env),
+            user_key=user_key,
+            store_timeout_s=_positive(env, "STORE_TIMEOUT_MS", 100.0, "milliseconds") / 1000.0,
+            shutdown_grace_s=_positive(env, "SHUTDOWN_GRACE_S", 10.0, "seconds"),
+            log_level=logging.getLevelNamesMapping()[level_name],
+        )

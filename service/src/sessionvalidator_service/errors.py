@@ -1,0 +1,53 @@
+"""The one place where failures become gRPC statuses (AIP-193).
+
+Verdicts are never errors: every cookie, however broken, is answered with an
+OK response. A status is only for "could not decide":
+
+| situation | code | ErrorInfo.reason |
+|---|---|---|
+| store refused, dropped or errored | UNAVAILABLE | STORE_UNAVAILABLE |
+| store did not answer in time | UNAVAILABLE | STORE_TIMEOUT |
+| a bug | INTERNAL (generic message) | INTERNAL_ERROR |
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from sessionvalidator_service.store import StoreError
+
+__all__ = ["DOMAIN", "abort_internal", "abort_store"]
+
+DOMAIN = "sessionvalidator.v1"
+
+
+def _status(code: int, message: str, reason: str, metadata: dict[str, str]) -> grpc.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail]))
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError  # pragma: no cover - abort always raises
+
+
+async def abort_store(context: grpc.aio.ServicerContext[Any, Any], error: StoreError) -> NoReturn:
+    """End the call with UNAVAILABLE: the store could not be read."""
+    status = _status(
+        code_pb2.UNAVAILABLE,
+        "session store unavailable" if error.reason == "STORE_UNAVAILABLE" else "session store timed out",
+        error.reason,
+        {"retryable": "true"},
+    )
+    await _abort(context, status)
+
+
+async def abort_internal(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    """End the call with INTERNAL and a message that reveals nothing."""
+    await _abort(context, _status(code_pb2.INTERNAL, "internal error", "INTERNAL_ERROR", {}))
