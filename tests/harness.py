@@ -1,0 +1,76 @@
+"""Run a command against a live SessionValidator seeded with the shared vectors.
+
+    python tests/harness.py -- go test ./...
+
+Starts a real redis-server and the real service on free ports, seeds the
+sessions and users of tests/vectors/validate_session.json, and runs the
+command with:
+
+* ``SESSIONVALIDATOR_TEST_ADDR``: host:port of the seeded service;
+* ``SESSIONVALIDATOR_TEST_DOWN_ADDR``: host:port of a service whose store is
+  unreachable (every ValidateSession call fails with UNAVAILABLE);
+* ``SESSIONVALIDATOR_TEST_VECTORS``: the vector file's absolute path.
+
+Exits with the command's status; everything it started is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.processes import RedisServer, ValidatorProcess, free_port  # noqa: E402
+
+VECTORS = Path(__file__).resolve().parent / "vectors" / "validate_session.json"
+
+
+def seed(server: RedisServer, corpus: dict[str, Any]) -> None:
+    """Write the corpus's sessions and user records as connect-redis would."""
+    client = server.client()
+    for session in corpus["sessions"]:
+        client.set(session["key"], session["value"].encode("utf-8"), ex=session["ttl_s"])
+    for user in corpus["users"]:
+        if user["type"] == "hash":
+            client.hset(user["key"], mapping=user["value"])
+        else:
+            client.set(user["key"], user["value"])
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        print(__doc__, file=sys.stderr)  # noqa: T201
+        return 2
+    command = argv[argv.index("--") + 1 :]
+    corpus = json.loads(VECTORS.read_text(encoding="utf-8"))
+    redis_server = RedisServer().start()
+    live = down = None
+    try:
+        seed(redis_server, corpus)
+        settings = corpus["settings"]
+        live = ValidatorProcess({**settings, "SESSIONVALIDATOR_REDIS_URL": redis_server.url}).start()
+        live.wait_ready()
+        down = ValidatorProcess(
+            {**settings, "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        ).start()
+        env = {
+            **os.environ,
+            "SESSIONVALIDATOR_TEST_ADDR": live.address,
+            "SESSIONVALIDATOR_TEST_DOWN_ADDR": down.address,
+            "SESSIONVALIDATOR_TEST_VECTORS": str(VECTORS),
+        }
+        return subprocess.call(command, env=env)  # noqa: S603 - the caller's own command
+    finally:
+        for validator in (live, down):
+            if validator is not None:
+                validator.close()
+        redis_server.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

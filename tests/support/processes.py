@@ -1,0 +1,239 @@
+"""Real processes for tests: redis-server, the SessionValidator service, the Express app.
+
+Nothing here is a mock. Each helper starts the real program on a free
+loopback port, waits until it answers, and stops it (and only it) afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+PARITY_DIR = ROOT / "tests" / "parity"
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:  # noqa: ANN401
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    msg = f"timed out waiting for {what}"
+    raise TimeoutError(msg)
+
+
+class RedisServer:
+    """A redis-server process with no persistence, on a port of its own."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            msg = "redis-server is not installed (make test-deps installs it)"
+            raise RuntimeError(msg)
+        self.binary = binary
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="sv-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait(self._answers, f"redis-server on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            msg = f"redis-server exited with {self.proc.returncode}"
+            raise RuntimeError(msg)
+        try:
+            return bool(self.client().ping())
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class LineReader:
+    """Collects a process's stdout lines on a thread, so nothing blocks on a full pipe."""
+
+    stream: IO[bytes]
+    lines: list[str] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for raw in self.stream:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for(self, predicate: Any, timeout: float = 15.0) -> str:  # noqa: ANN401
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    msg = "timed out; output so far:\n" + "\n".join(self.lines[-30:])
+                    raise TimeoutError(msg)
+                self._cond.wait(remaining)
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        with self._cond:
+            lines = list(self.lines)
+        out = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+class ValidatorProcess:
+    """``python -m sessionvalidator_service serve`` on 127.0.0.1:0."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = {**os.environ, "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.output: LineReader | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> ValidatorProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sessionvalidator_service", "serve"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert self.proc.stdout is not None
+        self.output = LineReader(self.proc.stdout)
+        line = self.output.wait_for(lambda line: '"event": "serving"' in line or "error" in line.lower())
+        record = json.loads(line)
+        if record.get("event") != "serving":
+            msg = f"validator failed to start: {line}"
+            raise RuntimeError(msg)
+        self.port = int(record["port"])
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until readiness is SERVING (the first store ping succeeded)."""
+        assert self.output is not None
+        self.output.wait_for(lambda line: '"serving": true' in line, timeout=timeout)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_validator(env: Mapping[str, str], *, ready: bool = True) -> Iterator[ValidatorProcess]:
+    validator = ValidatorProcess(env).start()
+    try:
+        if ready:
+            validator.wait_ready()
+        yield validator
+    finally:
+        validator.close()
+
+
+class ExpressApp:
+    """The parity app (tests/parity/app.js): real express-session + connect-redis + Passport."""
+
+    def __init__(self, redis_url: str, secrets: list[str], *, cookie_name: str = "connect.sid", **env: str) -> None:
+        if not (PARITY_DIR / "node_modules").is_dir():
+            msg = "tests/parity/node_modules is missing: run `make node-deps`"
+            raise RuntimeError(msg)
+        self.env = {
+            **os.environ,
+            "PARITY_REDIS_URL": redis_url,
+            "PARITY_SECRETS": json.dumps(secrets),
+            "PARITY_COOKIE_NAME": cookie_name,
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> ExpressApp:
+        self.proc = subprocess.Popen(
+            ["node", "app.js"], cwd=PARITY_DIR, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            msg = f"parity app did not start: {err}"
+            raise RuntimeError(msg)
+        self.port = int(json.loads(line)["port"])
+        return self
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
