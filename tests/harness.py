@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.processes import RedisServer, ValidatorProcess, free_port  # noqa: E402
+from tests.support.processes import RedisServer, ValidatorProcess, free_port
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "validate_session.json"
 
@@ -44,7 +44,7 @@ def seed(server: RedisServer, corpus: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     if "--" not in argv or argv.index("--") == len(argv) - 1:
-        print(__doc__, file=sys.stderr)  # noqa: T201
+        print(__doc__, file=sys.stderr)
         return 2
     command = argv[argv.index("--") + 1 :]
     corpus = json.loads(VECTORS.read_text(encoding="utf-8"))
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
             "SESSIONVALIDATOR_TEST_DOWN_ADDR": down.address,
             "SESSIONVALIDATOR_TEST_VECTORS": str(VECTORS),
         }
-        return subprocess.call(command, env=env)  # noqa: S603 - the caller's own command
+        return subprocess.call(command, env=env)
     finally:
         for validator in (live, down):
             if validator is not None:

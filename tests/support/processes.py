@@ -35,7 +35,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:  # noqa: ANN401
+def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -64,8 +64,23 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--protected-mode", "no"],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--protected-mode",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -112,7 +127,7 @@ class LineReader:
                 self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self._cond.notify_all()
 
-    def wait_for(self, predicate: Any, timeout: float = 15.0) -> str:  # noqa: ANN401
+    def wait_for(self, predicate: Any, timeout: float = 15.0) -> str:
         deadline = time.monotonic() + timeout
         seen = 0
         with self._cond:

@@ -1,0 +1,149 @@
+"""ValidateSession over real gRPC against a real Redis, case by case from the shared vectors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sessionvalidator.v1 import session_validator_service_pb2 as pb
+from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
+
+from tests.integration.conftest import CORPUS
+from tests.support.processes import RedisServer, ValidatorProcess, free_port, running_validator
+
+
+def request_of(case: dict[str, Any]) -> pb.ValidateSessionRequest:
+    spec = case["request"]
+    if "cookie_header_b64" in spec:
+        return pb.ValidateSessionRequest(cookie_header=base64.b64decode(spec["cookie_header_b64"]))
+    return pb.ValidateSessionRequest(**spec)
+
+
+@pytest.mark.parametrize("case", CORPUS["cases"], ids=lambda c: c["name"])
+def test_vector(stub: pb_grpc.SessionValidatorStub, case: dict[str, Any]) -> None:
+    response = stub.ValidateSession(request_of(case), timeout=5)
+    expect = case["expect"]
+    assert pb.Verdict.Name(response.verdict) == expect["verdict"]
+    assert pb.Reason.Name(response.reason) == expect["reason"]
+    assert response.cookie_name == "connect.sid"
+    if "session_id" in expect:
+        assert response.session_id == expect["session_id"]
+    if "authenticated" in expect:
+        assert response.authenticated is expect["authenticated"]
+        if not expect["authenticated"]:
+            assert not response.HasField("user")
+    if "secret_index" in expect:
+        assert response.HasField("secret_index")
+        assert response.secret_index == expect["secret_index"]
+    if "has_expire_time" in expect:
+        assert response.HasField("expire_time") is expect["has_expire_time"]
+    if "user" in expect:
+        user = expect["user"]
+        assert response.user.id == user["id"]
+        for field in ("username", "display_name", "email"):
+            assert getattr(response.user, field) == user.get(field, "")
+        assert list(response.user.roles) == user.get("roles", [])
+
+
+def test_every_verdict_and_reason_is_covered_by_the_vectors() -> None:
+    verdicts = {case["expect"]["verdict"] for case in CORPUS["cases"]}
+    reasons = {case["expect"]["reason"] for case in CORPUS["cases"]}
+    assert verdicts == {name for name in pb.Verdict.keys() if name != "VERDICT_UNSPECIFIED"}  # noqa: SIM118
+    assert reasons == {name for name in pb.Reason.keys() if name != "REASON_UNSPECIFIED"}  # noqa: SIM118
+
+
+def test_user_record_attributes_hold_the_whole_record(stub: pb_grpc.SessionValidatorStub) -> None:
+    case = next(c for c in CORPUS["cases"] if c["name"] == "valid_object_user")
+    response = stub.ValidateSession(request_of(case), timeout=5)
+    attributes = json_format.MessageToDict(response.user.attributes)
+    assert attributes["emails"] == [{"value": "ann@example.org"}]
+    assert attributes["roles"] == ["admin", "billing"]
+
+
+def test_expire_time_follows_the_key_ttl(stub: pb_grpc.SessionValidatorStub) -> None:
+    case = next(c for c in CORPUS["cases"] if c["name"] == "valid_scalar_user")
+    response = stub.ValidateSession(request_of(case), timeout=5)
+    remaining = response.expire_time.ToSeconds() - time.time()
+    # Seeded with a 3600 s TTL, while the stored cookie.expires says 2099.
+    assert 3000 < remaining <= 3601
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info
+
+
+def test_store_outage_is_unavailable_never_a_verdict() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**CORPUS["settings"], "SESSIONVALIDATOR_REDIS_URL": dead}
+    with running_validator(env, ready=False) as validator, grpc.insecure_channel(validator.address) as channel:
+        stub = pb_grpc.SessionValidatorStub(channel)
+        case = next(c for c in CORPUS["cases"] if c["name"] == "valid_scalar_user")
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ValidateSession(request_of(case), timeout=5)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        info = error_info(caught.value)
+        assert info.reason == "STORE_UNAVAILABLE"
+        assert info.domain == "sessionvalidator.v1"
+        # Cookies that never need the store are still judged.
+        bad = next(c for c in CORPUS["cases"] if c["name"] == "bad_signature_tampered")
+        assert stub.ValidateSession(request_of(bad), timeout=5).verdict == pb.VERDICT_BAD_SIGNATURE
+
+
+def test_slow_store_times_out_within_the_store_timeout(redis_server: RedisServer) -> None:
+    env = {
+        **CORPUS["settings"],
+        "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
+        "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "200",
+    }
+    with running_validator(env) as validator, grpc.insecure_channel(validator.address) as channel:
+        stub = pb_grpc.SessionValidatorStub(channel)
+        case = next(c for c in CORPUS["cases"] if c["name"] == "missing_unknown_session")
+        stub.ValidateSession(request_of(case), timeout=5)  # warm the connection pool
+        sleeper = redis_server.client()
+        sleeper.execute_command("CLIENT", "SETNAME", "sleeper")
+        import threading
+
+        thread = threading.Thread(target=lambda: sleeper.execute_command("DEBUG", "SLEEP", "1.5"))
+        thread.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ValidateSession(request_of(case), timeout=5)
+        elapsed = time.monotonic() - started
+        thread.join()
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert error_info(caught.value).reason == "STORE_TIMEOUT"
+        assert elapsed < 0.6  # 200 ms store timeout plus a margin, not the 1.5 s sleep
+
+
+def test_logs_never_carry_cookies_session_ids_or_secrets(
+    seeded: ValidatorProcess, stub: pb_grpc.SessionValidatorStub
+) -> None:
+    for case in CORPUS["cases"]:
+        stub.ValidateSession(request_of(case), timeout=5)
+    assert seeded.output is not None
+    time.sleep(0.2)
+    text = "\n".join(seeded.output.lines)
+    for secret in json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"]):
+        assert secret not in text
+    for session in CORPUS["sessions"]:
+        if len(session["sid"]) > 8:
+            assert session["sid"] not in text
+    for case in CORPUS["cases"]:
+        for value in case["request"].values():
+            if len(value) > 20:
+                assert value not in text
+    events = {record.get("event") for record in seeded.output.json_lines()}
+    # A forged signature is logged apart from a missing or corrupt session.
+    assert {"bad_signature", "session_not_found", "corrupt_session", "session_expired"} <= events

@@ -1,0 +1,108 @@
+"""Configuration: defaults, every variable, and one clear line for each mistake."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sessionvalidator_service.config import ConfigError, Settings, redact_url
+
+BASE = {"SESSIONVALIDATOR_SECRETS": "a-secret-that-is-long-enough-000000"}
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.secrets == ("a-secret-that-is-long-enough-000000",)
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.cookie_name == "connect.sid"
+    assert settings.key_prefix == "sess:"
+    assert settings.listen == "[::]:50051"
+    assert settings.user_key is None
+    assert settings.store_timeout_s == pytest.approx(0.1)
+    assert settings.shutdown_grace_s == pytest.approx(10.0)
+    assert settings.log_level == logging.INFO
+
+
+def test_every_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "SESSIONVALIDATOR_SECRETS": '["new", "old"]',
+            "SESSIONVALIDATOR_REDIS_URL": "unix:///run/redis.sock?db=2",
+            "SESSIONVALIDATOR_COOKIE_NAME": "sid",
+            "SESSIONVALIDATOR_KEY_PREFIX": "",
+            "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0",
+            "SESSIONVALIDATOR_USER_KEY": "user:{id}",
+            "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "250",
+            "SESSIONVALIDATOR_SHUTDOWN_GRACE_S": "2.5",
+            "SESSIONVALIDATOR_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.secrets == ("new", "old")
+    assert settings.redis_url == "unix:///run/redis.sock?db=2"
+    assert settings.cookie_name == "sid"
+    assert settings.key_prefix == ""  # connect-redis honours an empty prefix
+    assert settings.listen == "127.0.0.1:0"
+    assert settings.user_key == "user:{id}"
+    assert settings.store_timeout_s == pytest.approx(0.25)
+    assert settings.shutdown_grace_s == pytest.approx(2.5)
+    assert settings.log_level == logging.DEBUG
+
+
+def test_secrets_file(tmp_path: Path) -> None:
+    path = tmp_path / "secrets"
+    path.write_text("current\r\n\nprevious\n", encoding="utf-8")
+    assert Settings.from_env({"SESSIONVALIDATOR_SECRETS_FILE": str(path)}).secrets == ("current", "previous")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "SESSIONVALIDATOR_SECRETS"),
+        ({"SESSIONVALIDATOR_SECRETS": "[]"}, "SESSIONVALIDATOR_SECRETS"),
+        ({"SESSIONVALIDATOR_SECRETS": '["ok", ""]'}, "SESSIONVALIDATOR_SECRETS"),
+        ({"SESSIONVALIDATOR_SECRETS": "[not json"}, "SESSIONVALIDATOR_SECRETS"),
+        ({**BASE, "SESSIONVALIDATOR_SECRETS_FILE": "/x"}, "SESSIONVALIDATOR_SECRETS_FILE"),
+        ({"SESSIONVALIDATOR_SECRETS_FILE": "/nonexistent/secrets"}, "SESSIONVALIDATOR_SECRETS_FILE"),
+        ({**BASE, "SESSIONVALIDATOR_REDIS_URL": "http://x"}, "SESSIONVALIDATOR_REDIS_URL"),
+        ({**BASE, "SESSIONVALIDATOR_COOKIE_NAME": "bad name"}, "SESSIONVALIDATOR_COOKIE_NAME"),
+        ({**BASE, "SESSIONVALIDATOR_LISTEN": "50051"}, "SESSIONVALIDATOR_LISTEN"),
+        ({**BASE, "SESSIONVALIDATOR_LISTEN": "[::]:99999"}, "SESSIONVALIDATOR_LISTEN"),
+        ({**BASE, "SESSIONVALIDATOR_USER_KEY": "user:"}, "SESSIONVALIDATOR_USER_KEY"),
+        ({**BASE, "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "0"}, "SESSIONVALIDATOR_STORE_TIMEOUT_MS"),
+        ({**BASE, "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "fast"}, "SESSIONVALIDATOR_STORE_TIMEOUT_MS"),
+        ({**BASE, "SESSIONVALIDATOR_SHUTDOWN_GRACE_S": "-1"}, "SESSIONVALIDATOR_SHUTDOWN_GRACE_S"),
+        ({**BASE, "SESSIONVALIDATOR_LOG_LEVEL": "loud"}, "SESSIONVALIDATOR_LOG_LEVEL"),
+    ],
+)
+def test_bad_values_name_their_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(variable + ": ")
+
+
+def test_repr_hides_secrets_and_passwords() -> None:
+    settings = Settings.from_env({**BASE, "SESSIONVALIDATOR_REDIS_URL": "redis://user:hunter2@db:6379/0"})
+    text = repr(settings)
+    assert "a-secret-that-is-long-enough" not in text
+    assert "hunter2" not in text
+    assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+
+
+def test_serve_with_bad_config_exits_2_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sessionvalidator_service", "serve"],
+        env={"SESSIONVALIDATOR_SECRETS": "x", "SESSIONVALIDATOR_LISTEN": "nope", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SESSIONVALIDATOR_LISTEN" in lines[0]
+    assert "Traceback" not in result.stderr

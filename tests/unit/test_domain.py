@@ -1,0 +1,151 @@
+"""What the store holds, judged as express-session + connect-redis + Passport would."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sessionvalidator_service.domain import (
+    MAX_CREDENTIAL_LENGTH,
+    Reason,
+    Verdict,
+    js_string,
+    judge_stored,
+    parse_json,
+    read_credential,
+)
+from sessionvalidator_service.signature import Signer
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+LIVE = {"originalMaxAge": 86400000, "expires": "2026-11-23T12:00:00.000Z", "httpOnly": True, "path": "/"}
+
+
+def stored(session: Any) -> bytes:
+    return json.dumps(session).encode()
+
+
+def test_every_reason_belongs_to_one_verdict() -> None:
+    assert {reason.verdict for reason in Reason} == set(Verdict)
+
+
+@pytest.mark.parametrize("raw", [None, b""])
+def test_absent_key_is_missing(raw: bytes | None) -> None:
+    assert judge_stored(raw, -2, NOW).reason is Reason.SESSION_NOT_FOUND
+
+
+def test_key_gone_between_get_and_pttl_is_missing() -> None:
+    assert judge_stored(stored({"cookie": LIVE}), -2, NOW).reason is Reason.SESSION_NOT_FOUND
+
+
+@pytest.mark.parametrize("value", [None, False, 0, 0.0, ""])
+def test_falsy_session_is_no_session(value: Any) -> None:
+    # express-session: `if (!sess) generate()`
+    assert judge_stored(stored(value), 1000, NOW).reason is Reason.SESSION_NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b'"a string"',
+        b"[]",
+        b"5",
+        b"true",
+        stored({"passport": {"user": 1}}),
+        stored({"cookie": None}),
+        stored({"cookie": 5}),
+        b"NaN",
+        b'{"cookie":{}',
+    ],
+)
+def test_unreadable_or_cookieless_session_is_corrupt(raw: bytes) -> None:
+    assert judge_stored(raw, 1000, NOW).reason is Reason.CORRUPT_SESSION
+
+
+def test_ttl_is_the_truth_over_a_stale_stored_expiry() -> None:
+    # rolling + resave:false extends the TTL but leaves cookie.expires behind.
+    stale = {**LIVE, "expires": "2026-11-20T00:00:00.000Z"}
+    judgement = judge_stored(stored({"cookie": stale}), 5000, NOW)
+    assert judgement.reason is Reason.SESSION_ACTIVE
+    assert judgement.expire_time == NOW + timedelta(seconds=5)
+
+
+def test_no_ttl_and_past_expiry_is_expired() -> None:
+    past = {**LIVE, "expires": "2026-11-22T11:59:59.999Z"}
+    judgement = judge_stored(stored({"cookie": past, "passport": {"user": "1"}}), -1, NOW)
+    assert judgement.reason is Reason.SESSION_EXPIRED
+    assert judgement.user is None
+    assert judgement.expire_time == datetime(2026, 11, 22, 11, 59, 59, 999000, tzinfo=UTC)
+
+
+def test_no_ttl_and_expiry_exactly_now_is_expired() -> None:
+    now = {**LIVE, "expires": "2026-11-22T12:00:00.000Z"}
+    assert judge_stored(stored({"cookie": now}), -1, NOW).reason is Reason.SESSION_EXPIRED
+
+
+def test_no_ttl_and_future_expiry_is_valid_until_then() -> None:
+    judgement = judge_stored(stored({"cookie": LIVE}), -1, NOW)
+    assert judgement.reason is Reason.SESSION_ACTIVE
+    assert judgement.expire_time == datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("expires", [None, "garbage", 12])
+def test_no_ttl_and_no_usable_expiry_never_expires(expires: Any) -> None:
+    judgement = judge_stored(stored({"cookie": {**LIVE, "expires": expires}}), -1, NOW)
+    assert judgement.reason is Reason.SESSION_ACTIVE
+    assert judgement.expire_time is None
+
+
+@pytest.mark.parametrize(
+    ("passport", "user_id", "is_record"),
+    [
+        ({"user": "42"}, "42", False),
+        ({"user": 42}, "42", False),
+        ({"user": 0}, "0", False),  # Passport: `su || su === 0`
+        ({"user": 1.5}, "1.5", False),
+        ({"user": True}, "true", False),
+        ({"user": {"id": 7, "username": "x"}}, "7", True),
+        ({"user": {"_id": "abc"}}, "abc", True),
+        ({"user": {}}, "", True),  # an empty object is truthy in JavaScript
+    ],
+)
+def test_passport_user_present(passport: dict[str, Any], user_id: str, is_record: bool) -> None:
+    judgement = judge_stored(stored({"cookie": LIVE, "passport": passport}), 1000, NOW)
+    assert judgement.reason is Reason.SESSION_ACTIVE
+    assert judgement.user is not None
+    assert judgement.user.user_id == user_id
+    assert (judgement.user.record is not None) is is_record
+
+
+@pytest.mark.parametrize("passport", [{}, {"user": ""}, {"user": None}, {"user": False}, "user", None, []])
+def test_passport_user_absent(passport: Any) -> None:
+    judgement = judge_stored(stored({"cookie": LIVE, "passport": passport}), 1000, NOW)
+    assert judgement.reason is Reason.SESSION_ACTIVE
+    assert judgement.user is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1e21, "1e+21"), (1.5e-7, "1.5e-7"), (-0.0, "0"), (123456789012.0, "123456789012"), ([1, None, "a"], "1,,a")],
+)
+def test_js_string(value: Any, expected: str) -> None:
+    assert js_string(value) == expected
+
+
+def test_parse_json_accepts_what_json_parse_accepts() -> None:
+    # JSON.parse turns integers beyond 2**53 into doubles.
+    assert parse_json(b'{"n": 123456789012345678901234567890}') == {"n": 1.2345678901234568e29}
+    assert parse_json(b'{"s": "\\ud800"}') == {"s": "\ufffd"}  # lone surrogate, as UTF-8 encoding would
+    assert parse_json(b'{"s": "\xff"}') == {"s": "\ufffd"}  # node-redis decodes invalid UTF-8 with U+FFFD
+    with pytest.raises(ValueError, match=r"."):
+        parse_json(b"NaN")
+
+
+def test_oversized_credentials_are_refused_before_parsing() -> None:
+    signer = Signer(["s" * 32])
+    too_long = "connect.sid=" + "x" * MAX_CREDENTIAL_LENGTH
+    assert read_credential(signer, "connect.sid", header=too_long).reason is Reason.TOO_LARGE
+    assert read_credential(signer, "connect.sid", value="x" * (MAX_CREDENTIAL_LENGTH + 1)).reason is Reason.TOO_LARGE
+    assert read_credential(signer, "connect.sid", value="x" * MAX_CREDENTIAL_LENGTH).reason is Reason.NOT_SIGNED
