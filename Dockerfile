@@ -16,8 +16,7 @@ ENV PATH=/opt/venv/bin:$PATH
 # changes do not rebuild the dependency layer.
 COPY requirements/runtime.txt /src/requirements/runtime.txt
 RUN pip install --no-compile -r /src/requirements/runtime.txt
-COPY clients/python/pyproject.toml clients/python/README.md /src/clients/python/
-COPY clients/python/src /src/clients/python/src
+COPY clients/python /src/clients/python
 COPY service/pyproject.toml /src/service/pyproject.toml
 COPY service/src /src/service/src
 RUN pip install --no-compile --no-deps /src/clients/python /src/service \
