@@ -95,6 +95,8 @@ def test_store_outage_is_unavailable_never_a_verdict() -> None:
         info = error_info(caught.value)
         assert info.reason == "STORE_UNAVAILABLE"
         assert info.domain == "sessionvalidator.v1"
+        trailers = dict(caught.value.trailing_metadata())
+        assert "grpc-retry-pushback-ms" not in trailers  # a refused connection may be retried elsewhere
         # Cookies that never need the store are still judged.
         bad = next(c for c in CORPUS["cases"] if c["name"] == "bad_signature_tampered")
         assert stub.ValidateSession(request_of(bad), timeout=5).verdict == pb.VERDICT_BAD_SIGNATURE
@@ -124,6 +126,8 @@ def test_slow_store_times_out_within_the_store_timeout(redis_server: RedisServer
         thread.join()
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).reason == "STORE_TIMEOUT"
+        # A slow store is slow for every replica: clients are told not to retry.
+        assert ("grpc-retry-pushback-ms", "-1") in caught.value.trailing_metadata()
         assert elapsed < 0.6  # 200 ms store timeout plus a margin, not the 1.5 s sleep
 
 

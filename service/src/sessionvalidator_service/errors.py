@@ -6,7 +6,7 @@ OK response. A status is only for "could not decide":
 | situation | code | ErrorInfo.reason |
 |---|---|---|
 | store refused, dropped or errored | UNAVAILABLE | STORE_UNAVAILABLE |
-| store did not answer in time | UNAVAILABLE | STORE_TIMEOUT |
+| store did not answer in time | UNAVAILABLE, no retry (pushback) | STORE_TIMEOUT |
 | a bug | INTERNAL (generic message) | INTERNAL_ERROR |
 """
 
@@ -32,20 +32,30 @@ def _status(code: int, message: str, reason: str, metadata: dict[str, str]) -> g
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail]))
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
-    await context.abort(status.code, status.details, status.trailing_metadata)
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status, extra: tuple[tuple[str, str], ...] = ()
+) -> NoReturn:
+    await context.abort(status.code, status.details, (*status.trailing_metadata, *extra))
     raise AssertionError  # pragma: no cover - abort always raises
 
 
 async def abort_store(context: grpc.aio.ServicerContext[Any, Any], error: StoreError) -> NoReturn:
-    """End the call with UNAVAILABLE: the store could not be read."""
+    """End the call with UNAVAILABLE: the store could not be read.
+
+    A refused or dropped store connection may be one replica's problem, so
+    clients retry it (on another replica, with round_robin). A store that
+    timed out is slow for everyone: ``grpc-retry-pushback-ms: -1`` tells
+    gRPC clients not to retry, instead of spending the rest of their deadline
+    adding load to it.
+    """
+    timed_out = error.reason != "STORE_UNAVAILABLE"
     status = _status(
         code_pb2.UNAVAILABLE,
-        "session store unavailable" if error.reason == "STORE_UNAVAILABLE" else "session store timed out",
+        "session store timed out" if timed_out else "session store unavailable",
         error.reason,
-        {"retryable": "true"},
+        {"retryable": "false" if timed_out else "true"},
     )
-    await _abort(context, status)
+    await _abort(context, status, (("grpc-retry-pushback-ms", "-1"),) if timed_out else ())
 
 
 async def abort_internal(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:

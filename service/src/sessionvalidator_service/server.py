@@ -129,6 +129,10 @@ class Service:
                 # One process owns the port: a second instance must fail to
                 # bind rather than silently share it.
                 ("grpc.so_reuseport", 0),
+                # Accept the clients' keepalive pings (every 30 s), idle
+                # connections included, instead of answering too_many_pings.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ]
         )
         pb_grpc.add_SessionValidatorServicer_to_server(
