@@ -12,6 +12,11 @@ BIN := $(TMP)/bin
 # Pinned tools; bump deliberately.
 BUF_VERSION := v1.75.0
 BUF := $(BIN)/buf-$(BUF_VERSION)
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# Stamps name the installed versions, so a bump reinstalls the plugin.
+GO_PLUGINS := $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
+HARNESS := $(PY) tests/harness.py --
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 PY_GEN := clients/python/src
 
@@ -43,14 +48,33 @@ tests/parity/node_modules/.stamp: tests/parity/package.json tests/parity/package
 .PHONY: node-deps
 node-deps: tests/parity/node_modules/.stamp ## Install the parity app's pinned npm packages
 
+clients/node/node_modules/.stamp: clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: node-client-deps
+node-client-deps: clients/node/node_modules/.stamp ## Install the Node client's pinned npm packages
+
 $(BUF):
 	@mkdir -p $(BIN)
 	GOBIN=$(abspath $(BIN)) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 	@mv $(BIN)/buf $@
 
+$(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(abspath $(BIN)) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@touch $@
+
+$(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(abspath $(BIN)) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
 # ---------------------------------------------------------------- code generation
 .PHONY: proto
-proto: venv ## Regenerate code from proto/ with the pinned generators
+proto: venv $(BUF) $(GO_PLUGINS) node-client-deps ## Regenerate Python, Go and TypeScript code from proto/ (pinned generators)
+	$(BUF) generate --template clients/go/buf.gen.yaml
+	$(BUF) generate --template clients/node/buf.gen.yaml
 	$(PY) -m grpc_tools.protoc -Iproto \
 	  --python_out=$(PY_GEN) --grpc_python_out=$(PY_GEN) \
 	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=$(PY_GEN) \
@@ -66,8 +90,8 @@ checkgenerate: proto ## Fail when regenerating changes any committed file
 # ---------------------------------------------------------------- lint
 .PHONY: lint
 lint: venv $(BUF) ## ruff, mypy --strict and buf lint
-	$(VENV)/bin/ruff check service tests
-	$(VENV)/bin/ruff format --check service tests
+	$(VENV)/bin/ruff check service tests clients/python
+	$(VENV)/bin/ruff format --check service tests clients/python
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
@@ -77,8 +101,8 @@ breaking: $(BUF) ## buf breaking against main (WIRE_JSON)
 
 .PHONY: fmt
 fmt: venv ## Format Python code
-	$(VENV)/bin/ruff format service tests
-	$(VENV)/bin/ruff check --fix service tests
+	$(VENV)/bin/ruff format service tests clients/python
+	$(VENV)/bin/ruff check --fix service tests clients/python
 
 # ---------------------------------------------------------------- run and test
 .PHONY: run
@@ -86,11 +110,28 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 	@scripts/run.sh
 
 .PHONY: test-deps
-test-deps: system-deps venv node-deps ## Install everything the tests need
+test-deps: system-deps venv node-deps node-client-deps ## Install everything the tests need
 
 .PHONY: test
-test: test-deps checkgenerate lint ## Everything CI runs: generated-code check, lint, all tests
+test: test-deps checkgenerate lint test-service test-python test-go test-node ## Everything CI runs: generated code, lint, every test
+
+.PHONY: test-service
+test-service: system-deps venv node-deps ## The service's tests: unit, integration, Express parity, differential
 	$(PY) -m pytest
+
+.PHONY: test-python
+test-python: system-deps venv ## The Python client and its middleware against a live, seeded service
+	$(HARNESS) $(PY) -m pytest clients/python/tests
+
+.PHONY: test-go
+test-go: system-deps venv ## The Go client against a live, seeded service
+	cd clients/go && go vet ./... && test -z "$$(gofmt -l .)"
+	$(HARNESS) bash -c 'cd clients/go && go test -count=1 ./...'
+
+.PHONY: test-node
+test-node: system-deps venv node-client-deps ## The Node client against a live, seeded service
+	cd clients/node && npm run lint
+	$(HARNESS) bash -c 'cd clients/node && npm test'
 
 .PHONY: test-unit
 test-unit: venv ## Fast tests without Redis, Node or a server
@@ -98,4 +139,5 @@ test-unit: venv ## Fast tests without Redis, Node or a server
 
 .PHONY: clean
 clean: ## Remove the venv, tool binaries and caches
-	rm -rf $(VENV) $(TMP) .mypy_cache .ruff_cache .pytest_cache tests/parity/node_modules
+	rm -rf $(VENV) $(TMP) .mypy_cache .ruff_cache .pytest_cache tests/parity/node_modules \
+	  clients/node/node_modules clients/node/dist clients/node/dist-test

@@ -1,0 +1,247 @@
+import { type ChannelCredentials, type ChannelOptions, credentials, Metadata } from "@grpc/grpc-js";
+import type { IncomingHttpHeaders } from "node:http";
+import { toSessionValidatorError } from "./errors";
+import {
+  SessionValidatorClient as GrpcSessionValidatorClient,
+  type Reason,
+  type UserProfile,
+  type ValidateSessionRequest,
+  type ValidateSessionResponse,
+  Verdict,
+} from "./gen/sessionvalidator/v1/session_validator_service";
+
+/** The fully qualified gRPC service name. */
+export const SERVICE_NAME = "sessionvalidator.v1.SessionValidator";
+
+/** Per-call deadline: well under the 200 ms an Envoy route in front of the caller allows. */
+export const DEFAULT_DEADLINE_MS = 150;
+
+/**
+ * The service config every client uses unless `channelOptions` replaces it:
+ * round-robin over every address the name resolves to, and up to 3 attempts
+ * (10 ms, then up to 20 ms backoff, capped at 50 ms) on UNAVAILABLE, all
+ * inside the one per-call deadline. Retry throttling stops retries when most
+ * calls fail, so an outage does not triple the load on the validator.
+ */
+export const DEFAULT_SERVICE_CONFIG = {
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [
+    {
+      name: [{ service: SERVICE_NAME }],
+      retryPolicy: {
+        maxAttempts: 3,
+        initialBackoff: "0.01s",
+        maxBackoff: "0.05s",
+        backoffMultiplier: 2,
+        retryableStatusCodes: ["UNAVAILABLE"],
+      },
+    },
+  ],
+  retryThrottling: { maxTokens: 10, tokenRatio: 0.1 },
+} as const;
+
+/** The channel options every client starts from; `ClientOptions.channelOptions` is merged over them. */
+export const DEFAULT_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.service_config": JSON.stringify(DEFAULT_SERVICE_CONFIG),
+});
+
+/** TLS for the channel. All fields are optional: `{}` is TLS with the system's root CAs. */
+export interface TlsOptions {
+  /** PEM root certificate(s) that sign the validator's certificate. */
+  ca?: Buffer | undefined;
+  /** PEM client certificate chain, for mTLS (needs `key`). */
+  cert?: Buffer | undefined;
+  /** PEM client private key, for mTLS (needs `cert`). */
+  key?: Buffer | undefined;
+}
+
+export interface ClientOptions {
+  /** Default per-call deadline in milliseconds (150). `Infinity` means none. */
+  deadlineMs?: number | undefined;
+  /**
+   * TLS settings. Without `tls` (and without `credentials`) the channel is
+   * plaintext, which is only right inside a trusted network or a mesh that
+   * adds mTLS itself.
+   */
+  tls?: TlsOptions | undefined;
+  /** Channel credentials to use as they are; takes precedence over `tls`. */
+  credentials?: ChannelCredentials | undefined;
+  /** gRPC channel options, merged over {@link DEFAULT_CHANNEL_OPTIONS}. */
+  channelOptions?: ChannelOptions | undefined;
+}
+
+export interface CallOptions {
+  /** This call's deadline in milliseconds, instead of the client's default. */
+  deadlineMs?: number | undefined;
+  /** Cancels the call (it then fails with CANCELLED). */
+  signal?: AbortSignal | undefined;
+  /** Request metadata to send. */
+  metadata?: Metadata | undefined;
+}
+
+/** The validator's answer on one credential. */
+export interface ValidationResult {
+  /** True only for `Verdict.VERDICT_VALID`; any other value, known or not, is not valid. */
+  readonly valid: boolean;
+  /** The outcome (an open enum: a number this version does not know is possible). */
+  readonly verdict: Verdict;
+  /** The finer cause; fall back to `verdict` for values this version does not know. */
+  readonly reason: Reason;
+  /** The unsigned session id, once a secret verified the signature; "" before that. */
+  readonly sessionId: string;
+  /** A Passport user is logged in; only ever true when `valid`. */
+  readonly authenticated: boolean;
+  /** The logged-in user; set only when `valid` and `authenticated`. */
+  readonly user: UserProfile | undefined;
+  /** When the session expires; undefined for a browser-session cookie kept without TTL. */
+  readonly expireTime: Date | undefined;
+  /** Index of the secret that verified the signature (0 = current); undefined when none did. */
+  readonly secretIndex: number | undefined;
+  /** The cookie name the validator looked for. */
+  readonly cookieName: string;
+}
+
+/** Anything with Node's request headers: `http.IncomingMessage`, an Express request, `socket.request`. */
+export interface RequestLike {
+  readonly headers: IncomingHttpHeaders;
+}
+
+const KNOWN_SCHEME = /^(?:dns|ipv4|ipv6|unix|unix-abstract|xds):/;
+const NON_LATIN1 = /[^\u0000-\u00ff]/;
+
+/** `host:port` becomes `dns:host:port`; targets with a gRPC scheme are kept as given. */
+export function normalizeTarget(target: string): string {
+  return KNOWN_SCHEME.test(target) ? target : `dns:${target}`;
+}
+
+function channelCredentials(options: ClientOptions): ChannelCredentials {
+  if (options.credentials !== undefined) {
+    return options.credentials;
+  }
+  const tls = options.tls;
+  if (tls === undefined) {
+    return credentials.createInsecure();
+  }
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new TypeError("tls.cert and tls.key must be given together (mTLS)");
+  }
+  return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+}
+
+function toResult(response: ValidateSessionResponse): ValidationResult {
+  const valid = response.verdict === Verdict.VERDICT_VALID;
+  const authenticated = valid && response.authenticated;
+  return {
+    valid,
+    verdict: response.verdict,
+    reason: response.reason,
+    sessionId: response.sessionId,
+    authenticated,
+    user: authenticated ? response.user : undefined,
+    expireTime: response.expireTime,
+    secretIndex: response.secretIndex,
+    cookieName: response.cookieName,
+  };
+}
+
+/**
+ * A SessionValidator client. Create one per process (it owns one channel,
+ * with its connections) and share it; `close()` it on shutdown.
+ */
+export class SessionValidatorClient {
+  readonly #grpc: GrpcSessionValidatorClient;
+  readonly #deadlineMs: number;
+
+  constructor(target: string, options: ClientOptions = {}) {
+    const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    if (!(deadlineMs > 0)) {
+      throw new RangeError(`deadlineMs must be positive, got ${deadlineMs}`);
+    }
+    this.#deadlineMs = deadlineMs;
+    this.#grpc = new GrpcSessionValidatorClient(normalizeTarget(target), channelCredentials(options), {
+      ...DEFAULT_CHANNEL_OPTIONS,
+      ...options.channelOptions,
+    });
+  }
+
+  /**
+   * Validate a Cookie header. A string is taken as Node holds header values
+   * (each character one latin-1 byte, as in `req.headers.cookie`) and sent as
+   * exactly those bytes; a Buffer is sent as it is.
+   */
+  validateCookieHeader(header: string | Uint8Array, options?: CallOptions): Promise<ValidationResult> {
+    let bytes: Buffer;
+    if (typeof header === "string") {
+      if (NON_LATIN1.test(header)) {
+        return Promise.reject(
+          new TypeError("cookie header has characters above U+00FF; Node never produces those, pass the raw bytes"),
+        );
+      }
+      bytes = Buffer.from(header, "latin1");
+    } else {
+      bytes = Buffer.isBuffer(header) ? header : Buffer.from(header.buffer, header.byteOffset, header.byteLength);
+    }
+    return this.validate({ credential: { $case: "cookieHeader", cookieHeader: bytes } }, options);
+  }
+
+  /** Validate a bare cookie value such as `s%3A<sid>.<signature>` or `s:<sid>.<signature>`. */
+  validateSignedValue(value: string, options?: CallOptions): Promise<ValidationResult> {
+    return this.validate({ credential: { $case: "signedValue", signedValue: value } }, options);
+  }
+
+  /**
+   * Validate the Cookie header of an incoming request (`req.headers.cookie`,
+   * which Node has already joined with "; " when several arrived). A request
+   * without one is sent as a request without a credential (VERDICT_MISSING).
+   */
+  validateRequest(req: RequestLike, options?: CallOptions): Promise<ValidationResult> {
+    const cookie = req.headers.cookie;
+    return cookie === undefined ? this.validate({}, options) : this.validateCookieHeader(cookie, options);
+  }
+
+  /** Send a raw ValidateSession request. */
+  validate(request: ValidateSessionRequest, options: CallOptions = {}): Promise<ValidationResult> {
+    const deadline = Date.now() + (options.deadlineMs ?? this.#deadlineMs);
+    return new Promise<ValidationResult>((resolve, reject) => {
+      const signal = options.signal;
+      const onAbort = (): void => call.cancel();
+      const call = this.#grpc.validateSession(request, options.metadata ?? new Metadata(), { deadline }, (error, response) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (error !== null) {
+          reject(toSessionValidatorError(error));
+        } else {
+          resolve(toResult(response));
+        }
+      });
+      if (signal?.aborted) {
+        call.cancel();
+      } else {
+        signal?.addEventListener("abort", onAbort, { once: true });
+      }
+    }).catch((error: unknown) => Promise.reject(toSessionValidatorError(error)));
+  }
+
+  /** Resolve once the channel is connected, or reject after `timeoutMs`. */
+  waitForReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#grpc.waitForReady(Date.now() + timeoutMs, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /** Close the channel; calls in flight fail with CANCELLED or UNAVAILABLE. */
+  close(): void {
+    this.#grpc.close();
+  }
+}
+
+/** Whether a result lets a request through as a known session (internal to the middleware). */
+export function isAccepted(result: ValidationResult, requireAuthenticated: boolean): boolean {
+  return result.valid && (result.authenticated || !requireAuthenticated);
+}
+
+/** Create a client for `target` (`host:port`, or any gRPC target such as `dns:///name:port`). */
+export function createClient(target: string, options?: ClientOptions): SessionValidatorClient {
+  return new SessionValidatorClient(target, options);
+}
