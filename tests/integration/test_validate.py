@@ -151,3 +151,37 @@ def test_logs_never_carry_cookies_session_ids_or_secrets(
     events = {record.get("event") for record in seeded.output.json_lines()}
     # A forged signature is logged apart from a missing or corrupt session.
     assert {"bad_signature", "session_not_found", "corrupt_session", "session_expired"} <= events
+
+
+def test_batch_answers_each_credential_as_the_single_call_does(stub: pb_grpc.SessionValidatorStub) -> None:
+    requests = [request_of(case) for case in CORPUS["cases"]]
+    batch = stub.ValidateSessions(pb.ValidateSessionsRequest(requests=requests), timeout=5)
+    assert len(batch.responses) == len(requests)
+    for case, request, response in zip(CORPUS["cases"], requests, batch.responses, strict=True):
+        single = stub.ValidateSession(request, timeout=5)
+        single.ClearField("expire_time")
+        response.ClearField("expire_time")  # TTL-derived: moves between the two calls
+        assert response == single, case["name"]
+    assert stub.ValidateSessions(pb.ValidateSessionsRequest(), timeout=5).responses == []
+
+
+def test_batch_size_is_bounded(stub: pb_grpc.SessionValidatorStub) -> None:
+    request = pb.ValidateSessionsRequest(requests=[pb.ValidateSessionRequest(cookie_header_text="a=b")] * 257)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ValidateSessions(request, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "BATCH_TOO_LARGE"
+    del request.requests[256:]
+    assert len(stub.ValidateSessions(request, timeout=5).responses) == 256
+
+
+def test_batch_store_outage_fails_the_whole_call() -> None:
+    env = {**CORPUS["settings"], "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with running_validator(env, ready=False) as validator, grpc.insecure_channel(validator.address) as channel:
+        requests = [request_of(case) for case in CORPUS["cases"]]
+        with pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.SessionValidatorStub(channel).ValidateSessions(
+                pb.ValidateSessionsRequest(requests=requests), timeout=5
+            )
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert error_info(caught.value).reason == "STORE_UNAVAILABLE"

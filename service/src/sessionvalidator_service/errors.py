@@ -8,6 +8,7 @@ OK response. A status is only for "could not decide":
 | store refused, dropped or errored | UNAVAILABLE | STORE_UNAVAILABLE |
 | store did not answer in time | UNAVAILABLE, no retry (pushback) | STORE_TIMEOUT |
 | a bug | INTERNAL (generic message) | INTERNAL_ERROR |
+| a batch over the size limit | INVALID_ARGUMENT | BATCH_TOO_LARGE |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from grpc_status import rpc_status
 
 from sessionvalidator_service.store import StoreError
 
-__all__ = ["DOMAIN", "abort_internal", "abort_store"]
+__all__ = ["DOMAIN", "abort_batch_too_large", "abort_internal", "abort_store"]
 
 DOMAIN = "sessionvalidator.v1"
 
@@ -61,3 +62,14 @@ async def abort_store(context: grpc.aio.ServicerContext[Any, Any], error: StoreE
 async def abort_internal(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
     """End the call with INTERNAL and a message that reveals nothing."""
     await _abort(context, _status(code_pb2.INTERNAL, "internal error", "INTERNAL_ERROR", {}))
+
+
+async def abort_batch_too_large(context: grpc.aio.ServicerContext[Any, Any], size: int, limit: int) -> NoReturn:
+    """End a batch call that carries more credentials than allowed."""
+    status = _status(
+        code_pb2.INVALID_ARGUMENT,
+        f"a batch holds at most {limit} credentials, got {size}",
+        "BATCH_TOO_LARGE",
+        {"limit": str(limit), "size": str(size)},
+    )
+    await _abort(context, status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
@@ -20,12 +20,14 @@ from sessionvalidator_service.domain import (
     judge_stored,
     read_credential,
 )
-from sessionvalidator_service.errors import abort_internal, abort_store
+from sessionvalidator_service.errors import abort_batch_too_large, abort_internal, abort_store
 from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.signature import Signer
-from sessionvalidator_service.store import RedisSessionStore, StoreError
+from sessionvalidator_service.store import RedisSessionStore, StoredSession, StoreError
 
-__all__ = ["REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
+__all__ = ["MAX_BATCH", "REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
+
+MAX_BATCH = 256
 
 log = logging.getLogger("sessionvalidator.validate")
 
@@ -157,58 +159,101 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
     ) -> pb.ValidateSessionResponse:
         """Judge one credential; store failures end the call with UNAVAILABLE."""
         try:
-            return await self._validate(request, context)
+            credential = self._read(request)
+            if credential.reason is not None:
+                return self._early(credential, context)
+            stored = await self._store.get_session(credential.session_id or "")
+            response, pending = self._judge(credential, stored)
+            if pending is not None:
+                response.user.CopyFrom(build_profile(pending, await self._store.get_user(pending.user_id)))
         except StoreError as exc:
-            log.warning(
-                "session store failed",
-                extra={"event": "store_error", "error_reason": exc.reason, "error": exc.__class__.__name__},
-            )
-            await abort_store(context, exc)
+            await self._store_failed(context, exc)
         except Exception:
             log.exception("validation failed unexpectedly", extra={"event": "internal_error"})
             await abort_internal(context)
+        return response
 
-    async def _validate(
+    async def ValidateSessions(  # noqa: N802 - gRPC method name
         self,
-        request: pb.ValidateSessionRequest,
+        request: pb.ValidateSessionsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> pb.ValidateSessionResponse:
-        credential = self._read(request)
-        if credential.reason is not None:
-            if credential.reason is Reason.SIGNATURE_MISMATCH:
-                log.warning(
-                    "cookie signature rejected",
-                    extra={"event": "bad_signature", "peer": context.peer()},
-                )
-            elif log.isEnabledFor(logging.DEBUG):
-                log.debug("cookie rejected", extra={"event": "rejected", "reason": credential.reason.label})
-            return self._response(credential.reason, credential)
+    ) -> pb.ValidateSessionsResponse:
+        """Judge many credentials with one store round trip for all of them."""
+        if len(request.requests) > MAX_BATCH:
+            await abort_batch_too_large(context, len(request.requests), MAX_BATCH)
+        try:
+            credentials = [self._read(item) for item in request.requests]
+            responses: list[pb.ValidateSessionResponse | None] = [None] * len(credentials)
+            lookups: list[int] = []
+            for index, credential in enumerate(credentials):
+                if credential.reason is not None:
+                    responses[index] = self._early(credential, context)
+                else:
+                    lookups.append(index)
+            stored = await self._store.get_sessions([credentials[i].session_id or "" for i in lookups])
+            pending: list[tuple[pb.ValidateSessionResponse, UserRecord]] = []
+            for index, session in zip(lookups, stored, strict=True):
+                response, user = self._judge(credentials[index], session)
+                responses[index] = response
+                if user is not None:
+                    pending.append((response, user))
+            if pending:
+                records = await self._store.get_users([user.user_id for _, user in pending])
+                for (response, user), record in zip(pending, records, strict=True):
+                    response.user.CopyFrom(build_profile(user, record))
+        except StoreError as exc:
+            await self._store_failed(context, exc)
+        except Exception:
+            log.exception("batch validation failed unexpectedly", extra={"event": "internal_error"})
+            await abort_internal(context)
+        answered = [response for response in responses if response is not None]
+        assert len(answered) == len(responses)  # noqa: S101 - every credential was answered above
+        return pb.ValidateSessionsResponse(responses=answered)
 
+    async def _store_failed(self, context: grpc.aio.ServicerContext[Any, Any], exc: StoreError) -> NoReturn:
+        log.warning(
+            "session store failed",
+            extra={"event": "store_error", "error_reason": exc.reason, "error": exc.__class__.__name__},
+        )
+        await abort_store(context, exc)
+
+    def _early(self, credential: Credential, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ValidateSessionResponse:
+        """Answer a credential that the cookie alone decides."""
+        reason = credential.reason
+        assert reason is not None  # noqa: S101 - callers check
+        if reason is Reason.SIGNATURE_MISMATCH:
+            log.warning("cookie signature rejected", extra={"event": "bad_signature", "peer": context.peer()})
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("cookie rejected", extra={"event": "rejected", "reason": reason.label})
+        return self._response(reason, credential)
+
+    def _judge(
+        self, credential: Credential, stored: StoredSession
+    ) -> tuple[pb.ValidateSessionResponse, UserRecord | None]:
+        """Answer a verified credential from what the store holds for it.
+
+        Also returns the Passport user whose record must still be read from
+        the store (a scalar id with user records configured), else ``None``.
+        """
         session_id = credential.session_id or ""
-        stored = await self._store.get_session(session_id)
         if stored.wrong_type:
-            judgement_reason = Reason.CORRUPT_SESSION
-            judgement = None
-        else:
-            judgement = judge_stored(stored.raw, stored.pttl_ms, self._clock())
-            judgement_reason = judgement.reason
-
-        if judgement is None or judgement_reason is not Reason.SESSION_ACTIVE:
-            self._log_unusable(judgement_reason, session_id)
-            response = self._response(judgement_reason, credential)
-            if judgement is not None and judgement.expire_time is not None:
-                response.expire_time.FromDatetime(judgement.expire_time)
-            return response
-
-        response = self._response(Reason.SESSION_ACTIVE, credential)
+            self._log_unusable(Reason.CORRUPT_SESSION, session_id)
+            return self._response(Reason.CORRUPT_SESSION, credential), None
+        judgement = judge_stored(stored.raw, stored.pttl_ms, self._clock())
+        response = self._response(judgement.reason, credential)
         if judgement.expire_time is not None:
             response.expire_time.FromDatetime(judgement.expire_time)
+        if judgement.reason is not Reason.SESSION_ACTIVE:
+            self._log_unusable(judgement.reason, session_id)
+            return response, None
         user = judgement.user
-        if user is not None:
-            record = user.record if user.record is not None else await self._store.get_user(user.user_id)
-            response.authenticated = True
-            response.user.CopyFrom(build_profile(user, record))
-        return response
+        if user is None:
+            return response, None
+        response.authenticated = True
+        if user.record is None and self._store.has_user_records:
+            return response, user
+        response.user.CopyFrom(build_profile(user, user.record))
+        return response, None
 
     def _log_unusable(self, reason: Reason, session_id: str) -> None:
         extra = {"event": reason.label, "sid_tag": self._hasher(session_id)}

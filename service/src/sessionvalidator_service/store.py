@@ -117,10 +117,13 @@ class RedisSessionStore:
         except (redis.exceptions.RedisError, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
 
-    async def get_session(self, session_id: str) -> StoredSession:
-        """Return the stored session and its PTTL, read with GET and PTTL together."""
-        key = self._prefix + session_id
-        value, pttl = await self._run(("GET", key), ("PTTL", key))
+    @property
+    def has_user_records(self) -> bool:
+        """Whether scalar Passport ids are looked up as user records."""
+        return self._user_key is not None
+
+    @staticmethod
+    def _session(value: Any, pttl: Any) -> StoredSession:
         if isinstance(pttl, Exception):
             raise StoreUnavailableError(str(pttl))
         if isinstance(value, redis.exceptions.ResponseError) and str(value).startswith("WRONGTYPE"):
@@ -130,16 +133,44 @@ class RedisSessionStore:
             raise StoreUnavailableError(str(value))
         return StoredSession(value, int(pttl))
 
+    async def get_session(self, session_id: str) -> StoredSession:
+        """Return the stored session and its PTTL, read with GET and PTTL together."""
+        key = self._prefix + session_id
+        value, pttl = await self._run(("GET", key), ("PTTL", key))
+        return self._session(value, pttl)
+
+    async def get_sessions(self, session_ids: list[str]) -> list[StoredSession]:
+        """Read many sessions (GET and PTTL each) in one round trip."""
+        if not session_ids:
+            return []
+        commands: list[tuple[str, ...]] = []
+        for session_id in session_ids:
+            key = self._prefix + session_id
+            commands += [("GET", key), ("PTTL", key)]
+        replies = await self._run(*commands)
+        return [self._session(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+
     async def get_user(self, user_id: str) -> Mapping[str, Any] | None:
         """Return the user record for ``user_id``, or ``None`` when unset or unknown.
 
         The record may be a JSON object stored as a string or a hash; both are
         read in the same round trip and whichever matches the key's type wins.
         """
-        if self._user_key is None:
-            return None
-        key = self._user_key.replace("{id}", user_id)
-        as_string, as_hash = await self._run(("GET", key), ("HGETALL", key))
+        return (await self.get_users([user_id]))[0]
+
+    async def get_users(self, user_ids: list[str]) -> list[Mapping[str, Any] | None]:
+        """Read many user records in one round trip (see :meth:`get_user`)."""
+        if self._user_key is None or not user_ids:
+            return [None] * len(user_ids)
+        commands: list[tuple[str, ...]] = []
+        for user_id in user_ids:
+            key = self._user_key.replace("{id}", user_id)
+            commands += [("GET", key), ("HGETALL", key)]
+        replies = await self._run(*commands)
+        return [self._user(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+
+    @staticmethod
+    def _user(as_string: Any, as_hash: Any) -> Mapping[str, Any] | None:
         if isinstance(as_string, bytes):
             try:
                 record = parse_json(as_string)

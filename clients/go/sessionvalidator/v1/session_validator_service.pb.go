@@ -422,6 +422,98 @@ func (x *ValidateSessionResponse) GetCookieName() string {
 	return ""
 }
 
+// ValidateSessionsRequest carries several credentials.
+type ValidateSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credentials, at most 256.
+	Requests      []*ValidateSessionRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSessionsRequest) Reset() {
+	*x = ValidateSessionsRequest{}
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSessionsRequest) ProtoMessage() {}
+
+func (x *ValidateSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ValidateSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ValidateSessionsRequest) GetRequests() []*ValidateSessionRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ValidateSessionsResponse holds one verdict per credential.
+type ValidateSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One response per request, in the same order.
+	Responses     []*ValidateSessionResponse `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSessionsResponse) Reset() {
+	*x = ValidateSessionsResponse{}
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSessionsResponse) ProtoMessage() {}
+
+func (x *ValidateSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ValidateSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ValidateSessionsResponse) GetResponses() []*ValidateSessionResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 // UserProfile is the Passport user of a session.
 type UserProfile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -446,7 +538,7 @@ type UserProfile struct {
 
 func (x *UserProfile) Reset() {
 	*x = UserProfile{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +550,7 @@ func (x *UserProfile) String() string {
 func (*UserProfile) ProtoMessage() {}
 
 func (x *UserProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +563,7 @@ func (x *UserProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProfile.ProtoReflect.Descriptor instead.
 func (*UserProfile) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UserProfile) GetId() string {
@@ -539,7 +631,11 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\fsecret_index\x18\a \x01(\rH\x00R\vsecretIndex\x88\x01\x01\x12\x1f\n" +
 	"\vcookie_name\x18\b \x01(\tR\n" +
 	"cookieNameB\x0f\n" +
-	"\r_secret_index\"\xc1\x01\n" +
+	"\r_secret_index\"b\n" +
+	"\x17ValidateSessionsRequest\x12G\n" +
+	"\brequests\x18\x01 \x03(\v2+.sessionvalidator.v1.ValidateSessionRequestR\brequests\"f\n" +
+	"\x18ValidateSessionsResponse\x12J\n" +
+	"\tresponses\x18\x01 \x03(\v2,.sessionvalidator.v1.ValidateSessionResponseR\tresponses\"\xc1\x01\n" +
 	"\vUserProfile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
@@ -569,9 +665,10 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\x18REASON_SESSION_NOT_FOUND\x10\t\x12\x1a\n" +
 	"\x16REASON_SESSION_EXPIRED\x10\n" +
 	"\x12\x1a\n" +
-	"\x16REASON_CORRUPT_SESSION\x10\v2\x80\x01\n" +
+	"\x16REASON_CORRUPT_SESSION\x10\v2\xf1\x01\n" +
 	"\x10SessionValidator\x12l\n" +
-	"\x0fValidateSession\x12+.sessionvalidator.v1.ValidateSessionRequest\x1a,.sessionvalidator.v1.ValidateSessionResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3"
+	"\x0fValidateSession\x12+.sessionvalidator.v1.ValidateSessionRequest\x1a,.sessionvalidator.v1.ValidateSessionResponse\x12o\n" +
+	"\x10ValidateSessions\x12,.sessionvalidator.v1.ValidateSessionsRequest\x1a-.sessionvalidator.v1.ValidateSessionsResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3"
 
 var (
 	file_sessionvalidator_v1_session_validator_service_proto_rawDescOnce sync.Once
@@ -586,29 +683,35 @@ func file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP() []by
 }
 
 var file_sessionvalidator_v1_session_validator_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sessionvalidator_v1_session_validator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_sessionvalidator_v1_session_validator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_sessionvalidator_v1_session_validator_service_proto_goTypes = []any{
-	(Verdict)(0),                    // 0: sessionvalidator.v1.Verdict
-	(Reason)(0),                     // 1: sessionvalidator.v1.Reason
-	(*ValidateSessionRequest)(nil),  // 2: sessionvalidator.v1.ValidateSessionRequest
-	(*ValidateSessionResponse)(nil), // 3: sessionvalidator.v1.ValidateSessionResponse
-	(*UserProfile)(nil),             // 4: sessionvalidator.v1.UserProfile
-	(*timestamppb.Timestamp)(nil),   // 5: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 6: google.protobuf.Struct
+	(Verdict)(0),                     // 0: sessionvalidator.v1.Verdict
+	(Reason)(0),                      // 1: sessionvalidator.v1.Reason
+	(*ValidateSessionRequest)(nil),   // 2: sessionvalidator.v1.ValidateSessionRequest
+	(*ValidateSessionResponse)(nil),  // 3: sessionvalidator.v1.ValidateSessionResponse
+	(*ValidateSessionsRequest)(nil),  // 4: sessionvalidator.v1.ValidateSessionsRequest
+	(*ValidateSessionsResponse)(nil), // 5: sessionvalidator.v1.ValidateSessionsResponse
+	(*UserProfile)(nil),              // 6: sessionvalidator.v1.UserProfile
+	(*timestamppb.Timestamp)(nil),    // 7: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),          // 8: google.protobuf.Struct
 }
 var file_sessionvalidator_v1_session_validator_service_proto_depIdxs = []int32{
 	0, // 0: sessionvalidator.v1.ValidateSessionResponse.verdict:type_name -> sessionvalidator.v1.Verdict
 	1, // 1: sessionvalidator.v1.ValidateSessionResponse.reason:type_name -> sessionvalidator.v1.Reason
-	4, // 2: sessionvalidator.v1.ValidateSessionResponse.user:type_name -> sessionvalidator.v1.UserProfile
-	5, // 3: sessionvalidator.v1.ValidateSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
-	6, // 4: sessionvalidator.v1.UserProfile.attributes:type_name -> google.protobuf.Struct
-	2, // 5: sessionvalidator.v1.SessionValidator.ValidateSession:input_type -> sessionvalidator.v1.ValidateSessionRequest
-	3, // 6: sessionvalidator.v1.SessionValidator.ValidateSession:output_type -> sessionvalidator.v1.ValidateSessionResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 2: sessionvalidator.v1.ValidateSessionResponse.user:type_name -> sessionvalidator.v1.UserProfile
+	7, // 3: sessionvalidator.v1.ValidateSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2, // 4: sessionvalidator.v1.ValidateSessionsRequest.requests:type_name -> sessionvalidator.v1.ValidateSessionRequest
+	3, // 5: sessionvalidator.v1.ValidateSessionsResponse.responses:type_name -> sessionvalidator.v1.ValidateSessionResponse
+	8, // 6: sessionvalidator.v1.UserProfile.attributes:type_name -> google.protobuf.Struct
+	2, // 7: sessionvalidator.v1.SessionValidator.ValidateSession:input_type -> sessionvalidator.v1.ValidateSessionRequest
+	4, // 8: sessionvalidator.v1.SessionValidator.ValidateSessions:input_type -> sessionvalidator.v1.ValidateSessionsRequest
+	3, // 9: sessionvalidator.v1.SessionValidator.ValidateSession:output_type -> sessionvalidator.v1.ValidateSessionResponse
+	5, // 10: sessionvalidator.v1.SessionValidator.ValidateSessions:output_type -> sessionvalidator.v1.ValidateSessionsResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_sessionvalidator_v1_session_validator_service_proto_init() }
@@ -628,7 +731,7 @@ func file_sessionvalidator_v1_session_validator_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionvalidator_v1_session_validator_service_proto_rawDesc), len(file_sessionvalidator_v1_session_validator_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

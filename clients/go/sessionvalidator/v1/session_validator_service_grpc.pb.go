@@ -26,7 +26,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SessionValidator_ValidateSession_FullMethodName = "/sessionvalidator.v1.SessionValidator/ValidateSession"
+	SessionValidator_ValidateSession_FullMethodName  = "/sessionvalidator.v1.SessionValidator/ValidateSession"
+	SessionValidator_ValidateSessions_FullMethodName = "/sessionvalidator.v1.SessionValidator/ValidateSessions"
 )
 
 // SessionValidatorClient is the client API for SessionValidator service.
@@ -45,6 +46,13 @@ const (
 type SessionValidatorClient interface {
 	// ValidateSession judges one credential.
 	ValidateSession(ctx context.Context, in *ValidateSessionRequest, opts ...grpc.CallOption) (*ValidateSessionResponse, error)
+	// ValidateSessions judges up to 256 credentials in one call, with one
+	// store round trip for all of them (plus one for user records, when
+	// configured): for gateways and fan-out callers. Each credential gets the
+	// answer ValidateSession would give it. A store failure fails the whole
+	// call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+	// (ErrorInfo reason BATCH_TOO_LARGE).
+	ValidateSessions(ctx context.Context, in *ValidateSessionsRequest, opts ...grpc.CallOption) (*ValidateSessionsResponse, error)
 }
 
 type sessionValidatorClient struct {
@@ -59,6 +67,16 @@ func (c *sessionValidatorClient) ValidateSession(ctx context.Context, in *Valida
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ValidateSessionResponse)
 	err := c.cc.Invoke(ctx, SessionValidator_ValidateSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sessionValidatorClient) ValidateSessions(ctx context.Context, in *ValidateSessionsRequest, opts ...grpc.CallOption) (*ValidateSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateSessionsResponse)
+	err := c.cc.Invoke(ctx, SessionValidator_ValidateSessions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +99,13 @@ func (c *sessionValidatorClient) ValidateSession(ctx context.Context, in *Valida
 type SessionValidatorServer interface {
 	// ValidateSession judges one credential.
 	ValidateSession(context.Context, *ValidateSessionRequest) (*ValidateSessionResponse, error)
+	// ValidateSessions judges up to 256 credentials in one call, with one
+	// store round trip for all of them (plus one for user records, when
+	// configured): for gateways and fan-out callers. Each credential gets the
+	// answer ValidateSession would give it. A store failure fails the whole
+	// call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+	// (ErrorInfo reason BATCH_TOO_LARGE).
+	ValidateSessions(context.Context, *ValidateSessionsRequest) (*ValidateSessionsResponse, error)
 	mustEmbedUnimplementedSessionValidatorServer()
 }
 
@@ -93,6 +118,9 @@ type UnimplementedSessionValidatorServer struct{}
 
 func (UnimplementedSessionValidatorServer) ValidateSession(context.Context, *ValidateSessionRequest) (*ValidateSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ValidateSession not implemented")
+}
+func (UnimplementedSessionValidatorServer) ValidateSessions(context.Context, *ValidateSessionsRequest) (*ValidateSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ValidateSessions not implemented")
 }
 func (UnimplementedSessionValidatorServer) mustEmbedUnimplementedSessionValidatorServer() {}
 func (UnimplementedSessionValidatorServer) testEmbeddedByValue()                          {}
@@ -133,6 +161,24 @@ func _SessionValidator_ValidateSession_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SessionValidator_ValidateSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionValidatorServer).ValidateSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionValidator_ValidateSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionValidatorServer).ValidateSessions(ctx, req.(*ValidateSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SessionValidator_ServiceDesc is the grpc.ServiceDesc for SessionValidator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -143,6 +189,10 @@ var SessionValidator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateSession",
 			Handler:    _SessionValidator_ValidateSession_Handler,
+		},
+		{
+			MethodName: "ValidateSessions",
+			Handler:    _SessionValidator_ValidateSessions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -257,6 +257,54 @@ class ValidateSessionResponse(_message.Message):
 Global___ValidateSessionResponse: _TypeAlias = ValidateSessionResponse  # noqa: Y015
 
 @_typing.final
+class ValidateSessionsRequest(_message.Message):
+    """ValidateSessionsRequest carries several credentials."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidateSessionRequest]:
+        """The credentials, at most 256."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___ValidateSessionRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateSessionsRequest: _TypeAlias = ValidateSessionsRequest  # noqa: Y015
+
+@_typing.final
+class ValidateSessionsResponse(_message.Message):
+    """ValidateSessionsResponse holds one verdict per credential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidateSessionResponse]:
+        """One response per request, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___ValidateSessionResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateSessionsResponse: _TypeAlias = ValidateSessionsResponse  # noqa: Y015
+
+@_typing.final
 class UserProfile(_message.Message):
     """UserProfile is the Passport user of a session."""
 

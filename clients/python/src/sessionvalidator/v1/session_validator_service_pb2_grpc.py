@@ -48,6 +48,11 @@ class SessionValidatorStub:
                 request_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionRequest.SerializeToString,
                 response_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionResponse.FromString,
                 _registered_method=True)
+        self.ValidateSessions = channel.unary_unary(
+                '/sessionvalidator.v1.SessionValidator/ValidateSessions',
+                request_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsRequest.SerializeToString,
+                response_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionValidatorServicer:
@@ -69,6 +74,18 @@ class SessionValidatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateSessions(self, request, context):
+        """ValidateSessions judges up to 256 credentials in one call, with one
+        store round trip for all of them (plus one for user records, when
+        configured): for gateways and fan-out callers. Each credential gets the
+        answer ValidateSession would give it. A store failure fails the whole
+        call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+        (ErrorInfo reason BATCH_TOO_LARGE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionValidatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +93,11 @@ def add_SessionValidatorServicer_to_server(servicer, server):
                     servicer.ValidateSession,
                     request_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionRequest.FromString,
                     response_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionResponse.SerializeToString,
+            ),
+            'ValidateSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateSessions,
+                    request_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsRequest.FromString,
+                    response_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -114,6 +136,33 @@ class SessionValidator:
             '/sessionvalidator.v1.SessionValidator/ValidateSession',
             sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionRequest.SerializeToString,
             sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessionvalidator.v1.SessionValidator/ValidateSessions',
+            sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsRequest.SerializeToString,
+            sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,14 @@ class SessionValidatorStub:
     def __new__(cls, channel: _aio.Channel) -> SessionValidatorAsyncStub: ...
     ValidateSession: _grpc.UnaryUnaryMultiCallable[_session_validator_service_pb2.ValidateSessionRequest, _session_validator_service_pb2.ValidateSessionResponse]
     """ValidateSession judges one credential."""
+    ValidateSessions: _grpc.UnaryUnaryMultiCallable[_session_validator_service_pb2.ValidateSessionsRequest, _session_validator_service_pb2.ValidateSessionsResponse]
+    """ValidateSessions judges up to 256 credentials in one call, with one
+    store round trip for all of them (plus one for user records, when
+    configured): for gateways and fan-out callers. Each credential gets the
+    answer ValidateSession would give it. A store failure fails the whole
+    call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+    (ErrorInfo reason BATCH_TOO_LARGE).
+    """
 
 @_typing.type_check_only
 class SessionValidatorAsyncStub(SessionValidatorStub):
@@ -67,6 +75,14 @@ class SessionValidatorAsyncStub(SessionValidatorStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ValidateSession: _aio.UnaryUnaryMultiCallable[_session_validator_service_pb2.ValidateSessionRequest, _session_validator_service_pb2.ValidateSessionResponse]  # type: ignore[assignment]
     """ValidateSession judges one credential."""
+    ValidateSessions: _aio.UnaryUnaryMultiCallable[_session_validator_service_pb2.ValidateSessionsRequest, _session_validator_service_pb2.ValidateSessionsResponse]  # type: ignore[assignment]
+    """ValidateSessions judges up to 256 credentials in one call, with one
+    store round trip for all of them (plus one for user records, when
+    configured): for gateways and fan-out callers. Each credential gets the
+    answer ValidateSession would give it. A store failure fails the whole
+    call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+    (ErrorInfo reason BATCH_TOO_LARGE).
+    """
 
 class SessionValidatorServicer(metaclass=_abc_1.ABCMeta):
     """SessionValidator tells a service who is calling it from the Cookie header
@@ -87,5 +103,19 @@ class SessionValidatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_validator_service_pb2.ValidateSessionResponse, _abc.Awaitable[_session_validator_service_pb2.ValidateSessionResponse]]:
         """ValidateSession judges one credential."""
+
+    @_abc_1.abstractmethod
+    def ValidateSessions(
+        self,
+        request: _session_validator_service_pb2.ValidateSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_validator_service_pb2.ValidateSessionsResponse, _abc.Awaitable[_session_validator_service_pb2.ValidateSessionsResponse]]:
+        """ValidateSessions judges up to 256 credentials in one call, with one
+        store round trip for all of them (plus one for user records, when
+        configured): for gateways and fan-out callers. Each credential gets the
+        answer ValidateSession would give it. A store failure fails the whole
+        call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+        (ErrorInfo reason BATCH_TOO_LARGE).
+        """
 
 def add_SessionValidatorServicer_to_server(servicer: SessionValidatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -299,6 +299,18 @@ export interface ValidateSessionResponse {
   cookieName: string;
 }
 
+/** ValidateSessionsRequest carries several credentials. */
+export interface ValidateSessionsRequest {
+  /** The credentials, at most 256. */
+  requests: ValidateSessionRequest[];
+}
+
+/** ValidateSessionsResponse holds one verdict per credential. */
+export interface ValidateSessionsResponse {
+  /** One response per request, in the same order. */
+  responses: ValidateSessionResponse[];
+}
+
 /** UserProfile is the Passport user of a session. */
 export interface UserProfile {
   /**
@@ -660,6 +672,148 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
   },
 };
 
+function createBaseValidateSessionsRequest(): ValidateSessionsRequest {
+  return { requests: [] };
+}
+
+export const ValidateSessionsRequest: MessageFns<ValidateSessionsRequest> = {
+  encode(message: ValidateSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      ValidateSessionRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ValidateSessionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseValidateSessionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(ValidateSessionRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ValidateSessionsRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => ValidateSessionRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ValidateSessionsRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => ValidateSessionRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ValidateSessionsRequest>, I>>(base?: I): ValidateSessionsRequest {
+    return ValidateSessionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ValidateSessionsRequest>, I>>(object: I): ValidateSessionsRequest {
+    const message = createBaseValidateSessionsRequest();
+    message.requests = object.requests?.map((e) => ValidateSessionRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseValidateSessionsResponse(): ValidateSessionsResponse {
+  return { responses: [] };
+}
+
+export const ValidateSessionsResponse: MessageFns<ValidateSessionsResponse> = {
+  encode(message: ValidateSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.responses) {
+      ValidateSessionResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ValidateSessionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseValidateSessionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.responses.push(ValidateSessionResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ValidateSessionsResponse {
+    return {
+      responses: globalThis.Array.isArray(object?.responses)
+        ? object.responses.map((e: any) => ValidateSessionResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ValidateSessionsResponse): unknown {
+    const obj: any = {};
+    if (message.responses?.length) {
+      obj.responses = message.responses.map((e) => ValidateSessionResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ValidateSessionsResponse>, I>>(base?: I): ValidateSessionsResponse {
+    return ValidateSessionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ValidateSessionsResponse>, I>>(object: I): ValidateSessionsResponse {
+    const message = createBaseValidateSessionsResponse();
+    message.responses = object.responses?.map((e) => ValidateSessionResponse.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseUserProfile(): UserProfile {
   return { id: "", username: "", displayName: "", email: "", roles: [], attributes: undefined };
 }
@@ -838,11 +992,39 @@ export const SessionValidatorService = {
       Buffer.from(ValidateSessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ValidateSessionResponse => ValidateSessionResponse.decode(value),
   },
+  /**
+   * ValidateSessions judges up to 256 credentials in one call, with one
+   * store round trip for all of them (plus one for user records, when
+   * configured): for gateways and fan-out callers. Each credential gets the
+   * answer ValidateSession would give it. A store failure fails the whole
+   * call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+   * (ErrorInfo reason BATCH_TOO_LARGE).
+   */
+  validateSessions: {
+    path: "/sessionvalidator.v1.SessionValidator/ValidateSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ValidateSessionsRequest): Buffer =>
+      Buffer.from(ValidateSessionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ValidateSessionsRequest => ValidateSessionsRequest.decode(value),
+    responseSerialize: (value: ValidateSessionsResponse): Buffer =>
+      Buffer.from(ValidateSessionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ValidateSessionsResponse => ValidateSessionsResponse.decode(value),
+  },
 } as const;
 
 export interface SessionValidatorServer extends UntypedServiceImplementation {
   /** ValidateSession judges one credential. */
   validateSession: handleUnaryCall<ValidateSessionRequest, ValidateSessionResponse>;
+  /**
+   * ValidateSessions judges up to 256 credentials in one call, with one
+   * store round trip for all of them (plus one for user records, when
+   * configured): for gateways and fan-out callers. Each credential gets the
+   * answer ValidateSession would give it. A store failure fails the whole
+   * call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+   * (ErrorInfo reason BATCH_TOO_LARGE).
+   */
+  validateSessions: handleUnaryCall<ValidateSessionsRequest, ValidateSessionsResponse>;
 }
 
 export interface SessionValidatorClient extends Client {
@@ -861,6 +1043,29 @@ export interface SessionValidatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ValidateSessionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ValidateSessions judges up to 256 credentials in one call, with one
+   * store round trip for all of them (plus one for user records, when
+   * configured): for gateways and fan-out callers. Each credential gets the
+   * answer ValidateSession would give it. A store failure fails the whole
+   * call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
+   * (ErrorInfo reason BATCH_TOO_LARGE).
+   */
+  validateSessions(
+    request: ValidateSessionsRequest,
+    callback: (error: ServiceError | null, response: ValidateSessionsResponse) => void,
+  ): ClientUnaryCall;
+  validateSessions(
+    request: ValidateSessionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ValidateSessionsResponse) => void,
+  ): ClientUnaryCall;
+  validateSessions(
+    request: ValidateSessionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ValidateSessionsResponse) => void,
   ): ClientUnaryCall;
 }
 
