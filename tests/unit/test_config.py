@@ -106,3 +106,17 @@ def test_serve_with_bad_config_exits_2_with_one_line() -> None:
     assert len(lines) == 1
     assert "SESSIONVALIDATOR_LISTEN" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_workers() -> None:
+    assert Settings.from_env(BASE).workers == 1
+    assert (
+        Settings.from_env({**BASE, "SESSIONVALIDATOR_WORKERS": "2", "SESSIONVALIDATOR_LISTEN": "[::]:50051"}).workers
+        == 2
+    )
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_WORKERS": "auto"}).workers >= 1
+    for bad in ("0", "65", "two", "-1"):
+        with pytest.raises(ConfigError, match="SESSIONVALIDATOR_WORKERS"):
+            Settings.from_env({**BASE, "SESSIONVALIDATOR_WORKERS": bad})
+    with pytest.raises(ConfigError, match="fixed port"):
+        Settings.from_env({**BASE, "SESSIONVALIDATOR_WORKERS": "2", "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0"})

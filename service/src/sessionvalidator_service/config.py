@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,6 +104,15 @@ def _listen(env: Mapping[str, str]) -> str:
     return listen
 
 
+def _workers(env: Mapping[str, str]) -> int:
+    raw = env.get(PREFIX + "WORKERS") or "1"
+    if raw == "auto":
+        return max(1, os.cpu_count() or 1)
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:  # noqa: PLR2004
+        raise ConfigError("WORKERS", f"must be a number of processes from 1 to 64, or auto, got {raw!r}")
+    return int(raw)
+
+
 def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
     raw = env.get(PREFIX + name)
     if raw is None or raw == "":
@@ -129,6 +139,7 @@ class Settings:
     store_timeout_s: float = 0.1
     shutdown_grace_s: float = 10.0
     log_level: int = logging.INFO
+    workers: int = 1
 
     def __repr__(self) -> str:
         # Never print secrets, even by accident.
@@ -136,7 +147,8 @@ class Settings:
             f"Settings(secrets=<{len(self.secrets)} hidden>, redis_url={redact_url(self.redis_url)!r}, "
             f"cookie_name={self.cookie_name!r}, key_prefix={self.key_prefix!r}, listen={self.listen!r}, "
             f"user_key={self.user_key!r}, store_timeout_s={self.store_timeout_s}, "
-            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)})"
+            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)}, "
+            f"workers={self.workers})"
         )
 
     @classmethod
@@ -154,14 +166,19 @@ class Settings:
         secrets = (
             _secrets(env) if require_secrets or env.get(PREFIX + "SECRETS") or env.get(PREFIX + "SECRETS_FILE") else ()
         )
+        listen = _listen(env)
+        workers = _workers(env)
+        if workers > 1 and listen.rpartition(":")[2] == "0":
+            raise ConfigError("WORKERS", "several workers share one port: set SESSIONVALIDATOR_LISTEN to a fixed port")
         return cls(
             secrets=secrets,
             redis_url=_redis_url(env),
             cookie_name=cookie_name,
             key_prefix=env.get(PREFIX + "KEY_PREFIX", "sess:"),
-            listen=_listen(env),
+            listen=listen,
             user_key=user_key,
             store_timeout_s=_positive(env, "STORE_TIMEOUT_MS", 100.0, "milliseconds") / 1000.0,
             shutdown_grace_s=_positive(env, "SHUTDOWN_GRACE_S", 10.0, "seconds"),
             log_level=logging.getLevelNamesMapping()[level_name],
+            workers=workers,
         )

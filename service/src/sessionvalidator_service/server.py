@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -116,8 +117,12 @@ class Service:
         self._monitor_task = monitor_task
 
     @classmethod
-    async def start(cls, settings: Settings) -> Service:
-        """Bind, register every service and start serving."""
+    async def start(cls, settings: Settings, *, reuse_port: bool = False) -> Service:
+        """Bind, register every service and start serving.
+
+        ``reuse_port`` lets several worker processes share the port; a lone
+        process refuses to share it, so a second instance fails to bind.
+        """
         store = RedisSessionStore.from_url(
             settings.redis_url,
             key_prefix=settings.key_prefix,
@@ -126,9 +131,7 @@ class Service:
         )
         server = grpc.aio.server(
             options=[
-                # One process owns the port: a second instance must fail to
-                # bind rather than silently share it.
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
                 # Accept the clients' keepalive pings (every 30 s), idle
                 # connections included, instead of answering too_many_pings.
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -175,6 +178,7 @@ class Service:
                 "cookie_name": settings.cookie_name,
                 "key_prefix": settings.key_prefix,
                 "secrets": len(settings.secrets),
+                "pid": os.getpid(),
             },
         )
         return cls(
@@ -194,9 +198,9 @@ class Service:
         log.info("stopped", extra={"event": "stopped"})
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then drain within the grace period."""
-    service = await Service.start(settings)
+    service = await Service.start(settings, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

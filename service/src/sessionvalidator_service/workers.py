@@ -1,0 +1,76 @@
+"""Several server processes sharing one port (``SESSIONVALIDATOR_WORKERS``).
+
+A grpc.aio server spends most of its CPU in one Python thread, so one
+process uses about one core. With N workers, N spawned processes bind the
+same port with SO_REUSEPORT and the kernel spreads *connections* across them
+(clients should open several connections, or use round_robin over several
+replicas). The supervisor creates no gRPC object itself (gRPC must not be
+initialised before a fork; the workers are spawned, not forked, anyway),
+forwards SIGTERM/SIGINT, and stops everything with status 1 if a worker dies
+on its own, so the orchestrator restarts a whole, healthy unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from types import FrameType
+
+from sessionvalidator_service.config import Settings
+
+__all__ = ["run_workers"]
+
+log = logging.getLogger("sessionvalidator.workers")
+
+
+def _worker_main(settings: Settings) -> None:
+    import uvloop
+
+    from sessionvalidator_service.logs import configure_logging
+    from sessionvalidator_service.server import serve
+
+    configure_logging(settings.log_level)
+    uvloop.run(serve(settings, reuse_port=True))
+
+
+def run_workers(settings: Settings) -> int:
+    """Run ``settings.workers`` server processes until they are stopped."""
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(settings,), name=f"sessionvalidator-worker-{index}")
+        for index in range(settings.workers)
+    ]
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+        log.info("stopping workers", extra={"event": "workers_stopping", "signal": signum})
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.start()
+    log.info(
+        "supervising workers",
+        extra={"event": "workers", "workers": settings.workers, "pids": [w.pid for w in workers]},
+    )
+    failed = False
+    while any(worker.is_alive() for worker in workers):
+        multiprocessing.connection.wait([w.sentinel for w in workers if w.is_alive()], timeout=1.0)
+        for worker in workers:
+            if not stopping and not worker.is_alive():
+                failed = True
+                log.error(
+                    "a worker exited on its own; stopping the others",
+                    extra={"event": "worker_died", "pid": worker.pid, "exitcode": worker.exitcode},
+                )
+                stop(signal.SIGTERM)
+    codes = [worker.exitcode for worker in workers]
+    return 1 if failed or any(code != 0 for code in codes) else 0

@@ -1,0 +1,64 @@
+"""SESSIONVALIDATOR_WORKERS: several processes share the port, drain together, and fail together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import grpc
+from sessionvalidator.v1 import session_validator_service_pb2 as pb
+from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
+
+from tests.integration.conftest import CORPUS
+from tests.integration.test_validate import request_of
+from tests.support.processes import RedisServer, ValidatorProcess, free_port
+
+
+def start(redis_server: RedisServer, workers: int) -> tuple[ValidatorProcess, int]:
+    port = free_port()
+    env = {
+        **CORPUS["settings"],
+        "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
+        "SESSIONVALIDATOR_WORKERS": str(workers),
+        "SESSIONVALIDATOR_LISTEN": f"127.0.0.1:{port}",
+    }
+    validator = ValidatorProcess(env).start()
+    assert validator.port == port
+    assert validator.output is not None
+    for _ in range(workers):  # every worker reports its own "serving"
+        validator.output.wait_for(lambda line: '"event": "serving"' in line and str(port) in line)
+    return validator, port
+
+
+def serving_pids(validator: ValidatorProcess, port: int) -> set[int]:
+    assert validator.output is not None
+    return {r["pid"] for r in validator.output.json_lines() if r.get("event") == "serving" and r.get("port") == port}
+
+
+def test_workers_share_the_port_and_all_answer(redis_server: RedisServer) -> None:
+    validator, port = start(redis_server, 2)
+    try:
+        time.sleep(0.5)
+        assert len(serving_pids(validator, port)) == 2
+        case = next(c for c in CORPUS["cases"] if c["name"] == "missing_unknown_session")
+        # Each new connection lands on one worker; many connections reach both.
+        for _ in range(8):
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+                response = pb_grpc.SessionValidatorStub(ch).ValidateSession(request_of(case), timeout=5)
+                assert response.verdict == pb.VERDICT_MISSING
+        assert validator.terminate(timeout=20) == 0
+    finally:
+        validator.close()
+
+
+def test_a_dead_worker_stops_the_whole_unit(redis_server: RedisServer) -> None:
+    validator, port = start(redis_server, 2)
+    try:
+        time.sleep(0.5)
+        victim = min(serving_pids(validator, port))
+        os.kill(victim, signal.SIGKILL)
+        assert validator.proc is not None
+        assert validator.proc.wait(timeout=20) == 1
+    finally:
+        validator.close()
