@@ -56,7 +56,11 @@ def test_healthcheck(seeded: ValidatorProcess) -> None:
 
 
 def test_mint_writes_what_connect_redis_writes(redis_server: RedisServer) -> None:
-    env = {"SESSIONVALIDATOR_SECRETS": "keyboard cat", "SESSIONVALIDATOR_REDIS_URL": redis_server.url}
+    env = {
+        "SESSIONVALIDATOR_SECRETS": "keyboard cat",  # the official vector's secret, accepted on purpose
+        "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "1",
+        "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
+    }
     result = cli("mint", "--user", '{"id": 5}', "--max-age", "60", "--sid", "apple", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "connect.sid=s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU\n"
@@ -71,7 +75,11 @@ def test_mint_writes_what_connect_redis_writes(redis_server: RedisServer) -> Non
 
 
 def test_mint_without_a_store_fails_cleanly() -> None:
-    env = {"SESSIONVALIDATOR_SECRETS": "k", "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {
+        "SESSIONVALIDATOR_SECRETS": "k",
+        "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "1",
+        "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
     result = cli("mint", env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

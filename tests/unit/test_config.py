@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -30,6 +31,7 @@ def test_every_variable() -> None:
     settings = Settings.from_env(
         {
             "SESSIONVALIDATOR_SECRETS": '["new", "old"]',
+            "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "1",
             "SESSIONVALIDATOR_REDIS_URL": "unix:///run/redis.sock?db=2",
             "SESSIONVALIDATOR_COOKIE_NAME": "sid",
             "SESSIONVALIDATOR_KEY_PREFIX": "",
@@ -54,7 +56,8 @@ def test_every_variable() -> None:
 def test_secrets_file(tmp_path: Path) -> None:
     path = tmp_path / "secrets"
     path.write_text("current\r\n\nprevious\n", encoding="utf-8")
-    assert Settings.from_env({"SESSIONVALIDATOR_SECRETS_FILE": str(path)}).secrets == ("current", "previous")
+    env = {"SESSIONVALIDATOR_SECRETS_FILE": str(path), "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "true"}
+    assert Settings.from_env(env).secrets == ("current", "previous")
 
 
 @pytest.mark.parametrize(
@@ -95,7 +98,11 @@ def test_repr_hides_secrets_and_passwords() -> None:
 def test_serve_with_bad_config_exits_2_with_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sessionvalidator_service", "serve"],
-        env={"SESSIONVALIDATOR_SECRETS": "x", "SESSIONVALIDATOR_LISTEN": "nope", "PATH": "/usr/bin:/bin"},
+        env={
+            "SESSIONVALIDATOR_SECRETS": BASE["SESSIONVALIDATOR_SECRETS"],
+            "SESSIONVALIDATOR_LISTEN": "nope",
+            "PATH": "/usr/bin:/bin",
+        },
         capture_output=True,
         text=True,
         timeout=30,
@@ -120,3 +127,41 @@ def test_workers() -> None:
             Settings.from_env({**BASE, "SESSIONVALIDATOR_WORKERS": bad})
     with pytest.raises(ConfigError, match="fixed port"):
         Settings.from_env({**BASE, "SESSIONVALIDATOR_WORKERS": "2", "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0"})
+
+
+STRONG = "Zt3qV9xL0pWc8rYb2NfKs7HdJ4mQa6Ue"  # 32 bytes, random-looking
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("keyboard cat", "published sample"),
+        ("  Keyboard Cat ", "published sample"),
+        ("short-but-random-7f3a", "shorter than 32 bytes"),
+        ("ab" * 20, "fewer than 8 distinct characters"),
+        ("replace-with-the-express-session-secret", "published sample"),
+    ],
+)
+def test_weak_secrets_are_refused_with_the_reason(secret: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SESSIONVALIDATOR_SECRETS": json.dumps([STRONG, secret])})
+    assert caught.value.variable == "SESSIONVALIDATOR_SECRETS"
+    assert "secret #2" in str(caught.value)
+    assert problem in str(caught.value)
+    assert "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS" in str(caught.value)
+    assert secret.strip() not in str(caught.value)  # the message never echoes the secret
+    allowed = Settings.from_env(
+        {"SESSIONVALIDATOR_SECRETS": json.dumps([STRONG, secret]), "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "yes"}
+    )
+    assert allowed.secrets == (STRONG, secret)
+
+
+def test_weak_secret_in_a_file_names_the_file_variable(tmp_path: Path) -> None:
+    path = tmp_path / "secrets"
+    path.write_text("keyboard cat\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SESSIONVALIDATOR_SECRETS_FILE": str(path)})
+    assert caught.value.variable == "SESSIONVALIDATOR_SECRETS_FILE"
+    assert Settings.from_env({"SESSIONVALIDATOR_SECRETS": STRONG}).secrets == (STRONG,)
+    with pytest.raises(ConfigError, match="ALLOW_WEAK_SECRETS"):
+        Settings.from_env({"SESSIONVALIDATOR_SECRETS": STRONG, "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "maybe"})

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from sessionvalidator_service.weak_secrets import weakness
+
 __all__ = ["ConfigError", "Settings", "redact_url"]
 
 PREFIX = "SESSIONVALIDATOR_"
@@ -80,6 +82,31 @@ def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
             raise ConfigError("SECRETS", "a JSON array must hold one or more non-empty strings")
         return tuple(_check_utf8("SECRETS", s) for s in parsed)
     return (_check_utf8("SECRETS", inline),)
+
+
+def _truthy(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+
+def _refuse_weak(env: Mapping[str, str], secrets: tuple[str, ...]) -> None:
+    """Refuse secrets an attacker can guess, unless explicitly allowed."""
+    if _truthy(env, "ALLOW_WEAK_SECRETS"):
+        return
+    variable = "SECRETS_FILE" if env.get(PREFIX + "SECRETS_FILE") else "SECRETS"
+    for position, secret in enumerate(secrets, start=1):
+        problem = weakness(secret)
+        if problem is not None:
+            raise ConfigError(
+                variable,
+                f"secret #{position} {problem}: anyone who guesses it can forge sessions. Use a long random "
+                f"secret (e.g. 48 random bytes, base64) in the Express app and here, or set "
+                f"{PREFIX}ALLOW_WEAK_SECRETS=1 to accept it anyway (tests and demos only)",
+            )
 
 
 def _redis_url(env: Mapping[str, str]) -> str:
@@ -166,6 +193,7 @@ class Settings:
         secrets = (
             _secrets(env) if require_secrets or env.get(PREFIX + "SECRETS") or env.get(PREFIX + "SECRETS_FILE") else ()
         )
+        _refuse_weak(env, secrets)
         listen = _listen(env)
         workers = _workers(env)
         if workers > 1 and listen.rpartition(":")[2] == "0":
