@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -15,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 
-from sessionvalidator_service.config import Settings, redact_url
+from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.servicer import SessionValidatorServicer
 from sessionvalidator_service.signature import Signer
@@ -106,6 +107,7 @@ class Service:
         server: grpc.aio.Server,
         port: int,
         store: RedisSessionStore,
+        servicer: SessionValidatorServicer,
         health_servicer: HealthServicer,
         monitor_task: asyncio.Task[None],
     ) -> None:
@@ -113,6 +115,7 @@ class Service:
         self.server = server
         self.port = port
         self.store = store
+        self.servicer = servicer
         self.health = health_servicer
         self._monitor_task = monitor_task
 
@@ -138,15 +141,13 @@ class Service:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ]
         )
-        pb_grpc.add_SessionValidatorServicer_to_server(
-            SessionValidatorServicer(
-                signer=Signer(settings.secrets),
-                store=store,
-                cookie_name=settings.cookie_name,
-                hasher=SessionIdHasher(settings.secrets[0]),
-            ),
-            server,
+        servicer = SessionValidatorServicer(
+            signer=Signer(settings.secrets),
+            store=store,
+            cookie_name=settings.cookie_name,
+            hasher=SessionIdHasher(settings.secrets[0]),
         )
+        pb_grpc.add_SessionValidatorServicer_to_server(servicer, server)
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
         await health_servicer.set(READINESS_SERVICE, NOT_SERVING)
@@ -182,8 +183,28 @@ class Service:
             },
         )
         return cls(
-            settings=settings, server=server, port=port, store=store, health_servicer=health_servicer, monitor_task=task
+            settings=settings,
+            server=server,
+            port=port,
+            store=store,
+            servicer=servicer,
+            health_servicer=health_servicer,
+            monitor_task=task,
         )
+
+    def reload_secrets(self, env: Mapping[str, str]) -> bool:
+        """Re-read the secrets (SIGHUP); on any problem keep the current ones."""
+        try:
+            fresh = Settings.from_env(env)
+        except ConfigError as exc:
+            log.error(  # noqa: TRY400 - a configuration mistake, not a bug: no traceback
+                "secrets not reloaded; the current ones stay in use",
+                extra={"event": "secrets_reload_failed", "error": str(exc)},
+            )
+            return False
+        self.servicer.use_secrets(fresh.secrets)
+        log.info("secrets reloaded", extra={"event": "secrets_reloaded", "secrets": len(fresh.secrets)})
+        return True
 
     async def stop(self) -> None:
         """Drain: NOT_SERVING everywhere, refuse new calls, finish in-flight ones."""
@@ -205,5 +226,6 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.reload_secrets, os.environ)
     await stop.wait()
     await service.stop()

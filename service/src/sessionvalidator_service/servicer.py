@@ -129,6 +129,16 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
             for reason in Reason
         }
 
+    def use_secrets(self, secrets: tuple[str, ...]) -> None:
+        """Verify with ``secrets`` from the next call on (rotation, kill switch).
+
+        One reference swap: a call already past verification keeps its
+        answer, every later call sees only the new list, so removing a secret
+        invalidates its cookies at once.
+        """
+        self._signer = Signer(secrets)
+        self._hasher = SessionIdHasher(secrets[0])
+
     def _response(self, reason: Reason, credential: Credential) -> pb.ValidateSessionResponse:
         if credential.session_id is None:
             return self._fixed[reason]

@@ -6,7 +6,7 @@ same port with SO_REUSEPORT and the kernel spreads *connections* across them
 (clients should open several connections, or use round_robin over several
 replicas). The supervisor creates no gRPC object itself (gRPC must not be
 initialised before a fork; the workers are spawned, not forked, anyway),
-forwards SIGTERM/SIGINT, and stops everything with status 1 if a worker dies
+forwards SIGTERM/SIGINT (drain) and SIGHUP (reload secrets), and stops everything with status 1 if a worker dies
 on its own, so the orchestrator restarts a whole, healthy unit.
 """
 
@@ -53,8 +53,14 @@ def run_workers(settings: Settings) -> int:
                 os.kill(worker.pid, signal.SIGTERM)
         log.info("stopping workers", extra={"event": "workers_stopping", "signal": signum})
 
+    def reload(_signum: int, _frame: FrameType | None = None) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for worker in workers:
         worker.start()
     log.info(
