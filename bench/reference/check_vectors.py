@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc
 

@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb  # noqa: E402
 from sessionvalidator.v1 import session_validator_service_pb2_grpc  # noqa: E402
-
 from tests.harness import seed  # noqa: E402
 from tests.support.processes import LineReader, RedisServer, free_port  # noqa: E402
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
-from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 
+from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.conftest import load_vectors
 from tests.harness import seed
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator

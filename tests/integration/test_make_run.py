@@ -9,9 +9,9 @@ import subprocess
 import time
 
 import grpc
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-
 from tests.support.processes import ROOT, RedisServer, free_port
 
 

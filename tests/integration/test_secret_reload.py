@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import grpc
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import mint_session
 from sessionvalidator_service.signature import Signer
-
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator
 
 CURRENT = "reload: the current secret, long and random 8Jq2"

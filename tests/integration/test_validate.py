@@ -12,9 +12,9 @@ import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-
 from tests.integration.conftest import CORPUS
 from tests.support.processes import RedisServer, ValidatorProcess, free_port, running_validator
 

@@ -7,9 +7,9 @@ import signal
 import time
 
 import grpc
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-
 from tests.integration.conftest import CORPUS
 from tests.integration.test_validate import request_of
 from tests.support.processes import RedisServer, ValidatorProcess, free_port

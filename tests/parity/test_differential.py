@@ -16,11 +16,11 @@ import subprocess
 from typing import Any
 
 import pytest
+
 from sessionvalidator_service.cookies import header_from_bytes
 from sessionvalidator_service.domain import MAX_CREDENTIAL_LENGTH, Reason, read_credential
 from sessionvalidator_service.mint import encode_uri_component
 from sessionvalidator_service.signature import Signer
-
 from tests.support.processes import PARITY_DIR
 
 pytestmark = pytest.mark.parity

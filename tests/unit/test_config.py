@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 
 BASE = {"SESSIONVALIDATOR_SECRETS": "a-secret-that-is-long-enough-000000"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sessionvalidator_service.cookies import decode_uri_component, decode_value, find_cookie, value_from_text
 
 

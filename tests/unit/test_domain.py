@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from sessionvalidator_service.domain import (
     MAX_CREDENTIAL_LENGTH,
     Reason,

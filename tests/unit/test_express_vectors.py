@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from sessionvalidator_service.cookies import header_from_bytes
 from sessionvalidator_service.domain import Reason, read_credential
 from sessionvalidator_service.signature import Signer
-
 from tests.conftest import load_vectors
 
 CORPUS = load_vectors("express_cookie.json")

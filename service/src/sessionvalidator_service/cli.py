@@ -143,6 +143,7 @@ def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
 def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import json_format
+
     from sessionvalidator.v1 import session_validator_service_pb2 as pb
     from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -201,8 +202,30 @@ def _js_truthy_user(user: Any) -> bool:
     return not (isinstance(user, float) and math.isnan(user))
 
 
+def _js_number(value: float) -> str:
+    """ECMAScript Number::toString(10) for a finite double."""
+    if value == 0:
+        return "0"
+    # repr gives the shortest digits that round-trip, as ECMAScript requires;
+    # normalize() strips trailing zeros: value = 0.<digits> x 10**n.
+    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = k + int(exponent)
+    if k <= n <= 21:  # noqa: PLR2004 - ECMAScript's limits
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:  # noqa: PLR2004
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:  # noqa: PLR2004
+        text = "0." + "0" * -n + digits
+    else:
+        head = digits[0] + ("." + digits[1:] if k > 1 else "")
+        text = f"{head}e{'+' if n > 0 else '-'}{abs(n - 1)}"
+    return "-" + text if sign else text
+
+
 def js_string(value: Any) -> str:
-    """Render a JSON scalar as JavaScript's ``String()`` would."""
+    """Render a JSON scalar as JavaScript's ``String()`` would after ``JSON.parse``."""
     if isinstance(value, str):
         return value
     if value is True:
@@ -212,16 +235,14 @@ def js_string(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, int):
-        return str(value)
+        # JSON.parse makes every number a double: beyond 2**53 digits are lost.
+        return str(value) if abs(value) <= 2**53 else _js_number(float(value))
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:  # noqa: PLR2004 - JS switches to exponent form at 1e21
-            return str(int(value))
-        text = repr(value)
-        if "e" in text:
-            mantissa, exponent = text.split("e")
-            sign = "-" if exponent.startswith("-") else "+"
-            text = f"{mantissa.removesuffix('.0')}e{sign}{int(exponent.lstrip('+-'))}"
-        return text
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return _js_number(value)
     if isinstance(value, list):
         return ",".join("" if v is None else js_string(v) for v in value)
     return "[object Object]"

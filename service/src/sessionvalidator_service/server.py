@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.servicer import SessionValidatorServicer

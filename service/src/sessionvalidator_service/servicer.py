@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import grpc
+
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-
 from sessionvalidator_service.cookies import header_from_bytes
 from sessionvalidator_service.domain import (
     Credential,
