@@ -123,11 +123,13 @@ def _redis_url(env: Mapping[str, str]) -> str:
     return url
 
 
-def _listen(env: Mapping[str, str]) -> str:
-    listen = env.get(PREFIX + "LISTEN") or DEFAULT_LISTEN
+def _listen(env: Mapping[str, str], name: str = "LISTEN", default: str | None = DEFAULT_LISTEN) -> str | None:
+    listen = env.get(PREFIX + name) or default
+    if listen is None:
+        return None
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
-        raise ConfigError("LISTEN", f"must be host:port (such as [::]:50051 or 127.0.0.1:0), got {listen!r}")
+        raise ConfigError(name, f"must be host:port (such as [::]:50051 or 127.0.0.1:0), got {listen!r}")
     return listen
 
 
@@ -167,6 +169,7 @@ class Settings:
     shutdown_grace_s: float = 10.0
     log_level: int = logging.INFO
     workers: int = 1
+    metrics_listen: str | None = None
 
     def __repr__(self) -> str:
         # Never print secrets, even by accident.
@@ -175,7 +178,7 @@ class Settings:
             f"cookie_name={self.cookie_name!r}, key_prefix={self.key_prefix!r}, listen={self.listen!r}, "
             f"user_key={self.user_key!r}, store_timeout_s={self.store_timeout_s}, "
             f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)}, "
-            f"workers={self.workers})"
+            f"workers={self.workers}, metrics_listen={self.metrics_listen!r})"
         )
 
     @classmethod
@@ -194,7 +197,7 @@ class Settings:
             _secrets(env) if require_secrets or env.get(PREFIX + "SECRETS") or env.get(PREFIX + "SECRETS_FILE") else ()
         )
         _refuse_weak(env, secrets)
-        listen = _listen(env)
+        listen = _listen(env) or DEFAULT_LISTEN
         workers = _workers(env)
         if workers > 1 and listen.rpartition(":")[2] == "0":
             raise ConfigError("WORKERS", "several workers share one port: set SESSIONVALIDATOR_LISTEN to a fixed port")
@@ -209,4 +212,5 @@ class Settings:
             shutdown_grace_s=_positive(env, "SHUTDOWN_GRACE_S", 10.0, "seconds"),
             log_level=logging.getLevelNamesMapping()[level_name],
             workers=workers,
+            metrics_listen=_listen(env, "METRICS_LISTEN", default=None),
         )

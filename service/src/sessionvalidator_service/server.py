@@ -18,6 +18,7 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.logs import SessionIdHasher
+from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.servicer import SessionValidatorServicer
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.store import RedisSessionStore, StoreError
@@ -59,6 +60,7 @@ class ReadinessMonitor:
         self,
         health_servicer: HealthServicer,
         store: RedisSessionStore,
+        metrics: Metrics,
         *,
         interval_s: float = 0.25,
         ping_timeout_s: float = 0.5,
@@ -66,6 +68,7 @@ class ReadinessMonitor:
     ) -> None:
         self._health = health_servicer
         self._store = store
+        self._metrics = metrics
         self._interval = interval_s
         self._ping_timeout = ping_timeout_s
         self._failures_to_flip = failures_to_flip
@@ -85,6 +88,7 @@ class ReadinessMonitor:
                         "session store unreachable; readiness is NOT_SERVING",
                         extra={"event": "readiness", "serving": False, "error_reason": exc.reason},
                     )
+                    self._metrics.ready.set(0)
                     await self._health.set(READINESS_SERVICE, NOT_SERVING)
             else:
                 failures = 0
@@ -93,6 +97,7 @@ class ReadinessMonitor:
                     log.info(
                         "session store reachable; readiness is SERVING", extra={"event": "readiness", "serving": True}
                     )
+                    self._metrics.ready.set(1)
                     await self._health.set(READINESS_SERVICE, SERVING)
             await asyncio.sleep(self._interval)
 
@@ -103,6 +108,7 @@ class Service:
     def __init__(
         self,
         *,
+        metrics: Metrics,
         settings: Settings,
         server: grpc.aio.Server,
         port: int,
@@ -111,6 +117,7 @@ class Service:
         health_servicer: HealthServicer,
         monitor_task: asyncio.Task[None],
     ) -> None:
+        self.metrics = metrics
         self.settings = settings
         self.server = server
         self.port = port
@@ -141,7 +148,9 @@ class Service:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ]
         )
+        metrics = Metrics()
         servicer = SessionValidatorServicer(
+            metrics=metrics,
             signer=Signer(settings.secrets),
             store=store,
             cookie_name=settings.cookie_name,
@@ -167,7 +176,7 @@ class Service:
             msg = f"cannot listen on {settings.listen}: {exc}"
             raise OSError(msg) from exc
         await server.start()
-        monitor = ReadinessMonitor(health_servicer, store)
+        monitor = ReadinessMonitor(health_servicer, store, metrics)
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
         log.info(
             "serving",
@@ -183,6 +192,7 @@ class Service:
             },
         )
         return cls(
+            metrics=metrics,
             settings=settings,
             server=server,
             port=port,
@@ -201,8 +211,10 @@ class Service:
                 "secrets not reloaded; the current ones stay in use",
                 extra={"event": "secrets_reload_failed", "error": str(exc)},
             )
+            self.metrics.secrets_reloaded(ok=False)
             return False
         self.servicer.use_secrets(fresh.secrets)
+        self.metrics.secrets_reloaded(ok=True)
         log.info("secrets reloaded", extra={"event": "secrets_reloaded", "secrets": len(fresh.secrets)})
         return True
 
@@ -222,6 +234,9 @@ class Service:
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then drain within the grace period."""
     service = await Service.start(settings, reuse_port=reuse_port)
+    if settings.metrics_listen is not None and not reuse_port:
+        # A lone process serves its own metrics; workers' supervisor serves theirs merged.
+        serve_metrics(settings.metrics_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

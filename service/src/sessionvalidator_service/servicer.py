@@ -22,6 +22,7 @@ from sessionvalidator_service.domain import (
 )
 from sessionvalidator_service.errors import abort_batch_too_large, abort_internal, abort_store
 from sessionvalidator_service.logs import SessionIdHasher
+from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.store import RedisSessionStore, StoredSession, StoreError
 
@@ -113,8 +114,10 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         store: RedisSessionStore,
         cookie_name: str,
         hasher: SessionIdHasher,
+        metrics: Metrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._metrics = metrics
         self._signer = signer
         self._store = store
         self._cookie_name = cookie_name
@@ -140,6 +143,7 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         self._hasher = SessionIdHasher(secrets[0])
 
     def _response(self, reason: Reason, credential: Credential) -> pb.ValidateSessionResponse:
+        self._metrics.judged(reason, credential.secret_index)
         if credential.session_id is None:
             return self._fixed[reason]
         return pb.ValidateSessionResponse(
@@ -168,6 +172,12 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ValidateSessionResponse:
         """Judge one credential; store failures end the call with UNAVAILABLE."""
+        with self._metrics.timed("ValidateSession"):
+            return await self._validate_one(request, context)
+
+    async def _validate_one(
+        self, request: pb.ValidateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ValidateSessionResponse:
         try:
             credential = self._read(request)
             if credential.reason is not None:
@@ -189,6 +199,12 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ValidateSessionsResponse:
         """Judge many credentials with one store round trip for all of them."""
+        with self._metrics.timed("ValidateSessions"):
+            return await self._validate_many(request, context)
+
+    async def _validate_many(
+        self, request: pb.ValidateSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ValidateSessionsResponse:
         if len(request.requests) > MAX_BATCH:
             await abort_batch_too_large(context, len(request.requests), MAX_BATCH)
         try:
@@ -221,6 +237,7 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         return pb.ValidateSessionsResponse(responses=answered)
 
     async def _store_failed(self, context: grpc.aio.ServicerContext[Any, Any], exc: StoreError) -> NoReturn:
+        self._metrics.store_error(exc.reason)
         log.warning(
             "session store failed",
             extra={"event": "store_error", "error_reason": exc.reason, "error": exc.__class__.__name__},

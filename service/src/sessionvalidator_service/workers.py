@@ -16,7 +16,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
+import tempfile
 from types import FrameType
 
 from sessionvalidator_service.config import Settings
@@ -38,6 +40,20 @@ def _worker_main(settings: Settings) -> None:
 
 def run_workers(settings: Settings) -> int:
     """Run ``settings.workers`` server processes until they are stopped."""
+    metrics_dir = None
+    if settings.metrics_listen is not None:
+        # Set before any worker (or prometheus_client here) starts: every
+        # process then writes its samples to files the supervisor merges.
+        metrics_dir = tempfile.mkdtemp(prefix="sessionvalidator-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _supervise(settings, metrics_dir)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(settings: Settings, metrics_dir: str | None) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker_main, args=(settings,), name=f"sessionvalidator-worker-{index}")
@@ -63,6 +79,10 @@ def run_workers(settings: Settings) -> int:
     signal.signal(signal.SIGHUP, reload)
     for worker in workers:
         worker.start()
+    if metrics_dir is not None and settings.metrics_listen is not None:
+        from sessionvalidator_service.metrics import serve_metrics
+
+        serve_metrics(settings.metrics_listen, multiprocess=True)
     log.info(
         "supervising workers",
         extra={"event": "workers", "workers": settings.workers, "pids": [w.pid for w in workers]},
@@ -71,6 +91,10 @@ def run_workers(settings: Settings) -> int:
     while any(worker.is_alive() for worker in workers):
         multiprocessing.connection.wait([w.sentinel for w in workers if w.is_alive()], timeout=1.0)
         for worker in workers:
+            if metrics_dir is not None and not worker.is_alive() and worker.pid is not None:
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
             if not stopping and not worker.is_alive():
                 failed = True
                 log.error(

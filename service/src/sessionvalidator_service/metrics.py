@@ -1,0 +1,115 @@
+"""Prometheus metrics, served on their own HTTP port (``SESSIONVALIDATOR_METRICS_LISTEN``).
+
+With several workers every process writes its samples to a shared directory
+(prometheus_client's multiprocess mode) and the supervisor serves them
+merged, so one scrape sees the whole unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+from sessionvalidator_service.domain import Reason
+
+__all__ = ["Metrics", "serve_metrics"]
+
+log = logging.getLogger("sessionvalidator.metrics")
+
+# From a cache-fast answer to the default store timeout and beyond.
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Every metric the service exports; label children are bound once."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        validations = Counter(
+            "sessionvalidator_validations",
+            "Credentials judged, by verdict and reason.",
+            ["verdict", "reason"],
+            registry=registry,
+        )
+        self._by_reason = {reason: validations.labels(reason.verdict.value, reason.label) for reason in Reason}
+        latency = Histogram(
+            "sessionvalidator_request_duration_seconds",
+            "Time to answer a call, errors included.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions")}
+        store_errors = Counter(
+            "sessionvalidator_store_errors",
+            "Calls that failed because the session store could not be read, by ErrorInfo reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self._store_errors = {r: store_errors.labels(r) for r in ("STORE_UNAVAILABLE", "STORE_TIMEOUT")}
+        self.rate_limited = Counter(
+            "sessionvalidator_rate_limited",
+            "Calls refused with RESOURCE_EXHAUSTED because their peer sent too many bad cookies.",
+            registry=registry,
+        )
+        self._secret_index = Counter(
+            "sessionvalidator_secret_verifications",
+            "Signatures verified, by the position of the secret that verified them (0 = current).",
+            ["index"],
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "sessionvalidator_ready",
+            "1 while the session store answers (readiness SERVING), else 0.",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self._secret_reloads = Counter(
+            "sessionvalidator_secret_reloads",
+            "SIGHUP reloads of the secrets, by result.",
+            ["result"],
+            registry=registry,
+        )
+
+    def judged(self, reason: Reason, secret_index: int | None) -> None:
+        """Count one answered credential."""
+        self._by_reason[reason].inc()
+        if secret_index is not None:
+            self._secret_index.labels(str(secret_index)).inc()
+
+    def store_error(self, reason: str) -> None:
+        """Count one call failed by the store."""
+        self._store_errors[reason].inc()
+
+    def secrets_reloaded(self, *, ok: bool) -> None:
+        """Count one SIGHUP reload."""
+        self._secret_reloads.labels("ok" if ok else "refused").inc()
+
+    @contextmanager
+    def timed(self, method: str) -> Iterator[None]:
+        """Observe how long the block takes."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._latency[method].observe(time.perf_counter() - started)
+
+
+def serve_metrics(listen: str, *, multiprocess: bool = False) -> int:
+    """Serve /metrics on ``listen`` (host:port) from a thread; return the bound port."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "::"
+    if multiprocess:
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        server, _thread = start_http_server(int(port), addr=host, registry=registry)
+    else:
+        server, _thread = start_http_server(int(port), addr=host)
+    bound = int(server.server_address[1])
+    log.info("serving metrics", extra={"event": "metrics", "listen": listen, "port": bound, "pid": os.getpid()})
+    return bound
