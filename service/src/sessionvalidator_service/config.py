@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from sessionvalidator_service.ratelimit import RateLimit
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "Settings", "redact_url"]
@@ -133,6 +134,35 @@ def _listen(env: Mapping[str, str], name: str = "LISTEN", default: str | None = 
     return listen
 
 
+DEFAULT_RATE_LIMIT = RateLimit(100.0, 1000)
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m)\s*$")
+_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+
+
+def _rate_limit(env: Mapping[str, str]) -> RateLimit | None:
+    raw = (env.get(PREFIX + "RATE_LIMIT") or "100/s").strip().lower()
+    if raw == "off":
+        return None
+    match = _RATE.match(raw)
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError("RATE_LIMIT", f"must be off or a rate such as 100/s or 600/m, got {raw!r}")
+    per_second = float(match.group(1)) / (60.0 if match.group(2) == "m" else 1.0)
+    burst_raw = env.get(PREFIX + "RATE_LIMIT_BURST") or str(max(1, round(per_second * 10)))
+    if not burst_raw.isdigit() or int(burst_raw) < 1:
+        raise ConfigError("RATE_LIMIT_BURST", f"must be a whole number of attempts >= 1, got {burst_raw!r}")
+    return RateLimit(per_second, int(burst_raw))
+
+
+def _peer_header(env: Mapping[str, str]) -> str | None:
+    raw = env.get(PREFIX + "RATE_LIMIT_PEER_HEADER")
+    if not raw:
+        return None
+    key = raw.strip().lower()
+    if not _METADATA_KEY.match(key) or key.startswith("grpc-") or key.endswith("-bin"):
+        raise ConfigError("RATE_LIMIT_PEER_HEADER", f"must be a gRPC metadata key such as x-client-ip, got {raw!r}")
+    return key
+
+
 def _workers(env: Mapping[str, str]) -> int:
     raw = env.get(PREFIX + "WORKERS") or "1"
     if raw == "auto":
@@ -170,6 +200,8 @@ class Settings:
     log_level: int = logging.INFO
     workers: int = 1
     metrics_listen: str | None = None
+    rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT
+    rate_limit_peer_header: str | None = None
 
     def __repr__(self) -> str:
         # Never print secrets, even by accident.
@@ -178,7 +210,8 @@ class Settings:
             f"cookie_name={self.cookie_name!r}, key_prefix={self.key_prefix!r}, listen={self.listen!r}, "
             f"user_key={self.user_key!r}, store_timeout_s={self.store_timeout_s}, "
             f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)}, "
-            f"workers={self.workers}, metrics_listen={self.metrics_listen!r})"
+            f"workers={self.workers}, metrics_listen={self.metrics_listen!r}, rate_limit={self.rate_limit!r}, "
+            f"rate_limit_peer_header={self.rate_limit_peer_header!r})"
         )
 
     @classmethod
@@ -213,4 +246,6 @@ class Settings:
             log_level=logging.getLevelNamesMapping()[level_name],
             workers=workers,
             metrics_listen=_listen(env, "METRICS_LISTEN", default=None),
+            rate_limit=_rate_limit(env),
+            rate_limit_peer_header=_peer_header(env),
         )

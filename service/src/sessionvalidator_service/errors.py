@@ -9,6 +9,7 @@ OK response. A status is only for "could not decide":
 | store did not answer in time | UNAVAILABLE, no retry (pushback) | STORE_TIMEOUT |
 | a bug | INTERNAL (generic message) | INTERNAL_ERROR |
 | a batch over the size limit | INVALID_ARGUMENT | BATCH_TOO_LARGE |
+| too many bad cookies from one peer | RESOURCE_EXHAUSTED (+ RetryInfo) | RATE_LIMITED |
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sessionvalidator_service.store import StoreError
 
-__all__ = ["DOMAIN", "abort_batch_too_large", "abort_internal", "abort_store"]
+__all__ = ["DOMAIN", "abort_batch_too_large", "abort_internal", "abort_rate_limited", "abort_store"]
 
 DOMAIN = "sessionvalidator.v1"
 
@@ -71,5 +72,21 @@ async def abort_batch_too_large(context: grpc.aio.ServicerContext[Any, Any], siz
         f"a batch holds at most {limit} credentials, got {size}",
         "BATCH_TOO_LARGE",
         {"limit": str(limit), "size": str(size)},
+    )
+    await _abort(context, status)
+
+
+async def abort_rate_limited(context: grpc.aio.ServicerContext[Any, Any], retry_after_s: float, scope: str) -> NoReturn:
+    """End the call with RESOURCE_EXHAUSTED: this peer sent too many bad cookies."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED", domain=DOMAIN, metadata={"scope": scope}))
+    retry = any_pb2.Any()
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(max(1, round(retry_after_s * 1e9)))
+    retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = rpc_status.to_status(
+        status_pb2.Status(
+            code=code_pb2.RESOURCE_EXHAUSTED, message="too many bad session cookies", details=[detail, retry]
+        )
     )
     await _abort(context, status)

@@ -151,6 +151,8 @@ class Service:
         metrics = Metrics()
         servicer = SessionValidatorServicer(
             metrics=metrics,
+            rate_limit=settings.rate_limit,
+            rate_limit_peer_header=settings.rate_limit_peer_header,
             signer=Signer(settings.secrets),
             store=store,
             cookie_name=settings.cookie_name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -20,15 +21,18 @@ from sessionvalidator_service.domain import (
     judge_stored,
     read_credential,
 )
-from sessionvalidator_service.errors import abort_batch_too_large, abort_internal, abort_store
+from sessionvalidator_service.errors import abort_batch_too_large, abort_internal, abort_rate_limited, abort_store
 from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.metrics import Metrics
+from sessionvalidator_service.ratelimit import PeerLimiter, RateLimit, peer_address
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.store import RedisSessionStore, StoredSession, StoreError
 
 __all__ = ["MAX_BATCH", "REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
 
 MAX_BATCH = 256
+# What a peer may only do so often: cookies that fail on their own.
+BAD_ATTEMPTS = frozenset({Reason.SIGNATURE_MISMATCH, Reason.NOT_SIGNED, Reason.EMPTY_SESSION_ID, Reason.TOO_LARGE})
 
 log = logging.getLogger("sessionvalidator.validate")
 
@@ -115,9 +119,14 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         cookie_name: str,
         hasher: SessionIdHasher,
         metrics: Metrics,
+        rate_limit: RateLimit | None = None,
+        rate_limit_peer_header: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._metrics = metrics
+        self._limiter = PeerLimiter(rate_limit) if rate_limit is not None else None
+        self._peer_header = rate_limit_peer_header
+        self._last_limit_log = 0.0
         self._signer = signer
         self._store = store
         self._cookie_name = cookie_name
@@ -179,13 +188,18 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         self, request: pb.ValidateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ValidateSessionResponse:
         try:
+            identity = await self._admit(context)
             credential = self._read(request)
             if credential.reason is not None:
+                if credential.reason in BAD_ATTEMPTS and identity is not None:
+                    await self._charge(context, identity)
                 return self._early(credential, context)
             stored = await self._store.get_session(credential.session_id or "")
             response, pending = self._judge(credential, stored)
             if pending is not None:
                 response.user.CopyFrom(build_profile(pending, await self._store.get_user(pending.user_id)))
+        except grpc.aio.AbortError:
+            raise
         except StoreError as exc:
             await self._store_failed(context, exc)
         except Exception:
@@ -208,11 +222,14 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         if len(request.requests) > MAX_BATCH:
             await abort_batch_too_large(context, len(request.requests), MAX_BATCH)
         try:
+            identity = await self._admit(context)
             credentials = [self._read(item) for item in request.requests]
             responses: list[pb.ValidateSessionResponse | None] = [None] * len(credentials)
             lookups: list[int] = []
             for index, credential in enumerate(credentials):
                 if credential.reason is not None:
+                    if credential.reason in BAD_ATTEMPTS and identity is not None:
+                        await self._charge(context, identity)
                     responses[index] = self._early(credential, context)
                 else:
                     lookups.append(index)
@@ -227,6 +244,8 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
                 records = await self._store.get_users([user.user_id for _, user in pending])
                 for (response, user), record in zip(pending, records, strict=True):
                     response.user.CopyFrom(build_profile(user, record))
+        except grpc.aio.AbortError:
+            raise
         except StoreError as exc:
             await self._store_failed(context, exc)
         except Exception:
@@ -235,6 +254,45 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         answered = [response for response in responses if response is not None]
         assert len(answered) == len(responses)  # noqa: S101 - every credential was answered above
         return pb.ValidateSessionsResponse(responses=answered)
+
+    def _identity(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, bool]:
+        """Who is calling: (identity, whether it names a single client)."""
+        if self._peer_header is not None:
+            for key, value in context.invocation_metadata() or ():
+                if key == self._peer_header and isinstance(value, str) and value.strip():
+                    # A gateway's X-Forwarded-For style list: the first hop is the client.
+                    return "client:" + value.split(",", 1)[0].strip()[:256], True
+        return "peer:" + peer_address(context.peer()), False
+
+    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, bool] | None:
+        """Refuse a call from a banned client; return the caller's identity when limiting."""
+        if self._limiter is None:
+            return None
+        identity = self._identity(context)
+        if identity[1] and self._limiter.tracking:
+            wait = self._limiter.retry_after(identity[0])
+            if wait is not None:
+                await self._refuse(context, wait, "client")
+        return identity
+
+    async def _charge(self, context: grpc.aio.ServicerContext[Any, Any], identity: tuple[str, bool]) -> None:
+        """Count a bad attempt; refuse it when the identity has none left."""
+        assert self._limiter is not None  # noqa: S101 - only called with a limiter
+        wait = self._limiter.retry_after(identity[0])
+        if wait is not None:
+            await self._refuse(context, wait, "client" if identity[1] else "peer")
+        self._limiter.charge(identity[0])
+
+    async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any], wait: float, scope: str) -> NoReturn:
+        self._metrics.rate_limited.inc()
+        now = time.monotonic()
+        if now - self._last_limit_log >= 1.0:  # one line a second at most, whatever the flood
+            self._last_limit_log = now
+            log.warning(
+                "too many bad cookies; refusing with RESOURCE_EXHAUSTED",
+                extra={"event": "rate_limited", "scope": scope, "peer": context.peer()},
+            )
+        await abort_rate_limited(context, wait, scope)
 
     async def _store_failed(self, context: grpc.aio.ServicerContext[Any, Any], exc: StoreError) -> NoReturn:
         self._metrics.store_error(exc.reason)
