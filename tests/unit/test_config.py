@@ -166,3 +166,32 @@ def test_weak_secret_in_a_file_names_the_file_variable(tmp_path: Path) -> None:
     assert Settings.from_env({"SESSIONVALIDATOR_SECRETS": STRONG}).secrets == (STRONG,)
     with pytest.raises(ConfigError, match="ALLOW_WEAK_SECRETS"):
         Settings.from_env({"SESSIONVALIDATOR_SECRETS": STRONG, "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "maybe"})
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    cert, key, ca = (tmp_path / name for name in ("c.pem", "k.pem", "ca.pem"))
+    for path in (cert, key, ca):
+        path.write_text("x", encoding="ascii")
+    assert Settings.from_env(BASE).tls is None
+    tls = Settings.from_env(
+        {
+            **BASE,
+            "SESSIONVALIDATOR_TLS_CERT_FILE": str(cert),
+            "SESSIONVALIDATOR_TLS_KEY_FILE": str(key),
+            "SESSIONVALIDATOR_TLS_CLIENT_CA_FILE": str(ca),
+        }
+    ).tls
+    assert tls is not None
+    assert tls.client_ca == ca
+    for env, variable in [
+        ({"SESSIONVALIDATOR_TLS_CERT_FILE": str(cert)}, "SESSIONVALIDATOR_TLS_KEY_FILE"),
+        ({"SESSIONVALIDATOR_TLS_KEY_FILE": str(key)}, "SESSIONVALIDATOR_TLS_CERT_FILE"),
+        ({"SESSIONVALIDATOR_TLS_CLIENT_CA_FILE": str(ca)}, "SESSIONVALIDATOR_TLS_CLIENT_CA_FILE"),
+        (
+            {"SESSIONVALIDATOR_TLS_CERT_FILE": str(cert), "SESSIONVALIDATOR_TLS_KEY_FILE": "/nonexistent"},
+            "SESSIONVALIDATOR_TLS_KEY_FILE",
+        ),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({**BASE, **env})
+        assert caught.value.variable == variable

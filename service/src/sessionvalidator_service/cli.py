@@ -17,9 +17,13 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sessionvalidator_service.config import PREFIX, ConfigError, Settings
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["CHECK_EXIT", "main"]
 
@@ -140,6 +144,26 @@ def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
     return 0
 
 
+def _channel(target: str, args: argparse.Namespace, env: Mapping[str, str]) -> grpc.Channel:
+    """Open a channel to the service: TLS when a CA (or a client certificate) is given."""
+    import grpc
+
+    def option(name: str) -> str | None:
+        value = getattr(args, "tls_" + name)
+        return value if value is not None else (env.get(f"{PREFIX}CHECK_TLS_{name.upper()}") or None)
+
+    ca, cert, key, server_name = option("ca"), option("cert"), option("key"), option("server_name")
+    if ca is None and cert is None:
+        return grpc.insecure_channel(target)
+
+    def read(path: str | None) -> bytes | None:
+        return None if path is None else Path(path).read_bytes()
+
+    credentials = grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    return grpc.secure_channel(target, credentials, options=options)
+
+
 def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import json_format
@@ -152,7 +176,7 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
         request = pb.ValidateSessionRequest(signed_value=args.value)
     else:
         request = pb.ValidateSessionRequest(cookie_header_text=args.cookie)
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, args, env) as channel:
         try:
             response = pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=args.timeout)
         except grpc.RpcError as exc:
@@ -167,7 +191,7 @@ def _healthcheck(env: Mapping[str, str], args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     target = args.address or _local_target(_settings(env, require_secrets=False).listen)
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, args, env) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
@@ -218,6 +242,12 @@ def _parser() -> argparse.ArgumentParser:
         help="service to check; '' for the process (default: readiness)",
     )
     hc.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds (default 2)")
+    for command in (check, hc):
+        tls = command.add_argument_group("TLS (defaults from SESSIONVALIDATOR_CHECK_TLS_CA/CERT/KEY/SERVER_NAME)")
+        tls.add_argument("--tls-ca", help="CA certificate that signed the service's certificate (turns TLS on)")
+        tls.add_argument("--tls-cert", help="client certificate, for mutual TLS")
+        tls.add_argument("--tls-key", help="client certificate's key, for mutual TLS")
+        tls.add_argument("--tls-server-name", help="name to verify in the service's certificate")
     return parser
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from sessionvalidator_service.ratelimit import RateLimit
+from sessionvalidator_service.tls import TlsFiles
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "Settings", "redact_url"]
@@ -112,9 +113,25 @@ def _refuse_weak(env: Mapping[str, str], secrets: tuple[str, ...]) -> None:
 
 def _redis_url(env: Mapping[str, str]) -> str:
     url = env.get(PREFIX + "REDIS_URL") or DEFAULT_REDIS_URL
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:  # such as an unbalanced [ in an IPv6 host
+        raise ConfigError("REDIS_URL", str(exc)) from None
+    if scheme.endswith(("+sentinel", "+cluster")):
+        from sessionvalidator_service.store import parse_topology_url
+
+        try:
+            topology = parse_topology_url(url)
+        except ValueError as exc:
+            raise ConfigError("REDIS_URL", str(exc)) from None
+        if topology is not None:
+            return url
     if scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}")
+        raise ConfigError(
+            "REDIS_URL",
+            "scheme must be redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// "
+            f"or rediss+cluster://, got {scheme or 'none'!r}",
+        )
     try:
         import redis.asyncio.connection
 
@@ -163,6 +180,26 @@ def _peer_header(env: Mapping[str, str]) -> str | None:
     return key
 
 
+def _tls(env: Mapping[str, str]) -> TlsFiles | None:
+    cert = env.get(PREFIX + "TLS_CERT_FILE") or None
+    key = env.get(PREFIX + "TLS_KEY_FILE") or None
+    client_ca = env.get(PREFIX + "TLS_CLIENT_CA_FILE") or None
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise ConfigError(
+                "TLS_CLIENT_CA_FILE", "mutual TLS needs SESSIONVALIDATOR_TLS_CERT_FILE and _TLS_KEY_FILE too"
+            )
+        return None
+    if cert is None or key is None:
+        missing = "TLS_CERT_FILE" if cert is None else "TLS_KEY_FILE"
+        raise ConfigError(missing, "TLS needs both SESSIONVALIDATOR_TLS_CERT_FILE and SESSIONVALIDATOR_TLS_KEY_FILE")
+    files = TlsFiles(cert, key, client_ca)
+    for name, path in (("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key), ("TLS_CLIENT_CA_FILE", client_ca)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(name, f"cannot read {path!r}")
+    return files
+
+
 def _workers(env: Mapping[str, str]) -> int:
     raw = env.get(PREFIX + "WORKERS") or "1"
     if raw == "auto":
@@ -202,6 +239,7 @@ class Settings:
     metrics_listen: str | None = None
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT
     rate_limit_peer_header: str | None = None
+    tls: TlsFiles | None = None
 
     def __repr__(self) -> str:
         # Never print secrets, even by accident.
@@ -211,7 +249,7 @@ class Settings:
             f"user_key={self.user_key!r}, store_timeout_s={self.store_timeout_s}, "
             f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)}, "
             f"workers={self.workers}, metrics_listen={self.metrics_listen!r}, rate_limit={self.rate_limit!r}, "
-            f"rate_limit_peer_header={self.rate_limit_peer_header!r})"
+            f"rate_limit_peer_header={self.rate_limit_peer_header!r}, tls={self.tls is not None})"
         )
 
     @classmethod
@@ -248,4 +286,5 @@ class Settings:
             metrics_listen=_listen(env, "METRICS_LISTEN", default=None),
             rate_limit=_rate_limit(env),
             rate_limit_peer_header=_peer_header(env),
+            tls=_tls(env),
         )

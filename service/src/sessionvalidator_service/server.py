@@ -22,6 +22,7 @@ from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.servicer import SessionValidatorServicer
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.store import RedisSessionStore, StoreError
+from sessionvalidator_service.tls import server_credentials
 
 __all__ = ["READINESS_SERVICE", "HealthServicer", "ReadinessMonitor", "Service", "serve"]
 
@@ -172,7 +173,10 @@ class Service:
             server,
         )
         try:
-            port = server.add_insecure_port(settings.listen)
+            if settings.tls is not None:
+                port = server.add_secure_port(settings.listen, server_credentials(settings.tls))
+            else:
+                port = server.add_insecure_port(settings.listen)
         except RuntimeError as exc:
             await store.aclose()
             msg = f"cannot listen on {settings.listen}: {exc}"
@@ -191,6 +195,7 @@ class Service:
                 "key_prefix": settings.key_prefix,
                 "secrets": len(settings.secrets),
                 "pid": os.getpid(),
+                "tls": "off" if settings.tls is None else ("mutual" if settings.tls.client_ca else "on"),
             },
         )
         return cls(
