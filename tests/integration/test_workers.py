@@ -22,6 +22,7 @@ def start(redis_server: RedisServer, workers: int) -> tuple[ValidatorProcess, in
         "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
         "SESSIONVALIDATOR_WORKERS": str(workers),
         "SESSIONVALIDATOR_LISTEN": f"127.0.0.1:{port}",
+        "SESSIONVALIDATOR_SHUTDOWN_GRACE_S": "2",
     }
     validator = ValidatorProcess(env).start()
     assert validator.port == port
@@ -59,6 +60,6 @@ def test_a_dead_worker_stops_the_whole_unit(redis_server: RedisServer) -> None:
         victim = min(serving_pids(validator, port))
         os.kill(victim, signal.SIGKILL)
         assert validator.proc is not None
-        assert validator.proc.wait(timeout=20) == 1
+        assert validator.proc.wait(timeout=30) == 1
     finally:
         validator.close()

@@ -86,9 +86,11 @@ def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
     return (_check_utf8("SECRETS", inline),)
 
 
-def _truthy(env: Mapping[str, str], name: str) -> bool:
+def _truthy(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = (env.get(PREFIX + name) or "").strip().lower()
-    if raw in {"", "0", "false", "no", "off"}:
+    if raw == "":
+        return default
+    if raw in {"0", "false", "no", "off"}:
         return False
     if raw in {"1", "true", "yes", "on"}:
         return True
@@ -113,25 +115,9 @@ def _refuse_weak(env: Mapping[str, str], secrets: tuple[str, ...]) -> None:
 
 def _redis_url(env: Mapping[str, str]) -> str:
     url = env.get(PREFIX + "REDIS_URL") or DEFAULT_REDIS_URL
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError as exc:  # such as an unbalanced [ in an IPv6 host
-        raise ConfigError("REDIS_URL", str(exc)) from None
-    if scheme.endswith(("+sentinel", "+cluster")):
-        from sessionvalidator_service.store import parse_topology_url
-
-        try:
-            topology = parse_topology_url(url)
-        except ValueError as exc:
-            raise ConfigError("REDIS_URL", str(exc)) from None
-        if topology is not None:
-            return url
+    scheme = urlsplit(url).scheme
     if scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(
-            "REDIS_URL",
-            "scheme must be redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// "
-            f"or rediss+cluster://, got {scheme or 'none'!r}",
-        )
+        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}")
     try:
         import redis.asyncio.connection
 
@@ -240,6 +226,7 @@ class Settings:
     rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT
     rate_limit_peer_header: str | None = None
     tls: TlsFiles | None = None
+    coalesce: bool = True
 
     def __repr__(self) -> str:
         # Never print secrets, even by accident.
@@ -287,4 +274,5 @@ class Settings:
             rate_limit=_rate_limit(env),
             rate_limit_peer_header=_peer_header(env),
             tls=_tls(env),
+            coalesce=_truthy(env, "COALESCE", default=True),
         )

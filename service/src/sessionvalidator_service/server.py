@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
+from sessionvalidator_service.coalesce import CoalescingStore
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.metrics import Metrics, serve_metrics
@@ -155,7 +156,7 @@ class Service:
             rate_limit=settings.rate_limit,
             rate_limit_peer_header=settings.rate_limit_peer_header,
             signer=Signer(settings.secrets),
-            store=store,
+            store=CoalescingStore(store) if settings.coalesce else store,
             cookie_name=settings.cookie_name,
             hasher=SessionIdHasher(settings.secrets[0]),
         )

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -26,7 +26,7 @@ from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import PeerLimiter, RateLimit, peer_address
 from sessionvalidator_service.signature import Signer
-from sessionvalidator_service.store import RedisSessionStore, StoredSession, StoreError
+from sessionvalidator_service.store import StoredSession, StoreError
 
 __all__ = ["MAX_BATCH", "REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
 
@@ -108,6 +108,17 @@ def build_profile(user: UserRecord, record: Mapping[str, Any] | None) -> pb.User
     return profile
 
 
+class SessionLookup(Protocol):
+    """What the servicer needs from a session store."""
+
+    @property
+    def has_user_records(self) -> bool: ...
+    async def get_session(self, session_id: str) -> StoredSession: ...
+    async def get_sessions(self, session_ids: list[str]) -> list[StoredSession]: ...
+    async def get_user(self, user_id: str) -> Mapping[str, Any] | None: ...
+    async def get_users(self, user_ids: list[str]) -> list[Mapping[str, Any] | None]: ...
+
+
 class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
     """Answers ``ValidateSession`` with express-session's own decision."""
 
@@ -115,7 +126,7 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         self,
         *,
         signer: Signer,
-        store: RedisSessionStore,
+        store: SessionLookup,
         cookie_name: str,
         hasher: SessionIdHasher,
         metrics: Metrics,
