@@ -119,6 +119,10 @@ test: test-deps checkgenerate lint test-service test-python test-go test-node ##
 test-service: system-deps venv node-deps ## The service's tests: unit, integration, Express parity, differential
 	$(PY) -m pytest
 
+.PHONY: test-topologies
+test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers against the real service
+	$(PY) -m pytest tests/topologies
+
 .PHONY: test-python
 test-python: system-deps venv ## The Python client and its middleware against a live, seeded service
 	$(HARNESS) $(PY) -m pytest clients/python/tests

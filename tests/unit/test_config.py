@@ -94,6 +94,9 @@ def test_repr_hides_secrets_and_passwords() -> None:
     assert "a-secret-that-is-long-enough" not in text
     assert "hunter2" not in text
     assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    sentinel = "redis+sentinel://u:pw@s1:26379,s2:26379/main?sentinel_password=spw&ssl_certfile=/c"
+    assert redact_url(sentinel) == "redis+sentinel://u:***@s1:26379,s2:26379/main?sentinel_password=***&ssl_certfile=/c"
+    assert redact_url("redis://h:1/0?password=pw") == "redis://h:1/0?password=***"
 
 
 def test_serve_with_bad_config_exits_2_with_one_line() -> None:

@@ -28,6 +28,7 @@ DEFAULT_LISTEN = "[::]:50051"
 
 # RFC 6265 token characters: what an Express cookie name can be.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_PASSWORD_PARAM = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -40,13 +41,12 @@ class ConfigError(ValueError):
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced, for logs."""
+    """Return ``url`` with any password (userinfo or query) replaced, for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+    return _PASSWORD_PARAM.sub(r"\1***", url)
 
 
 def _check_utf8(variable: str, secret: str) -> str:
@@ -115,9 +115,25 @@ def _refuse_weak(env: Mapping[str, str], secrets: tuple[str, ...]) -> None:
 
 def _redis_url(env: Mapping[str, str]) -> str:
     url = env.get(PREFIX + "REDIS_URL") or DEFAULT_REDIS_URL
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:  # such as an unbalanced [ in an IPv6 host
+        raise ConfigError("REDIS_URL", str(exc)) from None
+    if scheme.endswith(("+sentinel", "+cluster")):
+        from sessionvalidator_service.store import parse_topology_url
+
+        try:
+            topology = parse_topology_url(url)
+        except ValueError as exc:
+            raise ConfigError("REDIS_URL", str(exc)) from None
+        if topology is not None:
+            return url
     if scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}")
+        raise ConfigError(
+            "REDIS_URL",
+            "scheme must be redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// "
+            f"or rediss+cluster://, got {scheme or 'none'!r}",
+        )
     try:
         import redis.asyncio.connection
 

@@ -156,7 +156,9 @@ class Service:
             rate_limit=settings.rate_limit,
             rate_limit_peer_header=settings.rate_limit_peer_header,
             signer=Signer(settings.secrets),
-            store=CoalescingStore(store) if settings.coalesce else store,
+            # Not for Cluster: one unreachable primary would fail lookups
+            # coalesced with it for keys on healthy nodes.
+            store=CoalescingStore(store) if settings.coalesce and "+cluster:" not in settings.redis_url else store,
             cookie_name=settings.cookie_name,
             hasher=SessionIdHasher(settings.secrets[0]),
         )
