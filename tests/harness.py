@@ -34,7 +34,12 @@ def seed(server: RedisServer, corpus: dict[str, Any]) -> None:
     """Write the corpus's sessions and user records as connect-redis would."""
     client = server.client()
     for session in corpus["sessions"]:
-        client.set(session["key"], session["value"].encode("utf-8"), ex=session["ttl_s"])
+        if session.get("type") == "hash":  # something other than a session under a session key
+            client.hset(session["key"], mapping=session["value"])
+            if session["ttl_s"] is not None:
+                client.expire(session["key"], session["ttl_s"])
+        else:
+            client.set(session["key"], session["value"].encode("utf-8"), ex=session["ttl_s"])
     for user in corpus["users"]:
         if user["type"] == "hash":
             client.hset(user["key"], mapping=user["value"])

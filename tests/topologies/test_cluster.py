@@ -95,7 +95,10 @@ def test_vectors_and_a_batch_across_every_primary(cluster: Cluster, stub: pb_grp
     client = cluster.client()
     # The shared vectors, sessions and user records, spread over the slots.
     for session in CORPUS["sessions"]:
-        client.set(session["key"], session["value"].encode("utf-8"), ex=session["ttl_s"])
+        if session.get("type") == "hash":  # not a session: a key of another type under a session key
+            client.hset(session["key"], mapping=session["value"])
+        else:
+            client.set(session["key"], session["value"].encode("utf-8"), ex=session["ttl_s"])
     for user in CORPUS["users"]:
         if user["type"] == "hash":
             client.hset(user["key"], mapping=user["value"])
@@ -123,7 +126,7 @@ def test_vectors_and_a_batch_across_every_primary(cluster: Cluster, stub: pb_grp
     answers = responses[len(CORPUS["cases"]) :]
     for index, response in enumerate(answers[: len(many)]):
         assert pb.Verdict.Name(response.verdict) == VALID
-        assert response.user.username == ("seven", "eight", "")[index % 3]
+        assert response.user.username == ("seven", "eight", "nine")[index % 3]
     # WRONGTYPE came back as a value for its own key, not as a failed batch.
     assert pb.Reason.Name(answers[-2].reason) == "REASON_CORRUPT_SESSION"
     assert pb.Reason.Name(answers[-1].reason) == "REASON_SESSION_NOT_FOUND"

@@ -90,6 +90,47 @@ SESSIONS = [
     },
     {"sid": "\u00e9", "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "latin"}}), "ttl_s": 3600},
     {"sid": "a.b.c", "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "dotted"}}), "ttl_s": 3600},
+    {
+        "sid": "wrong-type-session-0000000000014",
+        "type": "hash",
+        "value": {"cookie": "not a string value"},
+        "ttl_s": 3600,
+    },
+    {"sid": "null-session-000000000000000015", "value": "null", "ttl_s": 3600},
+    {"sid": "zero-session-000000000000000016", "value": "0", "ttl_s": 3600},
+    {
+        "sid": "no-ttl-future-session-00000017",
+        "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "42"}}),
+        "ttl_s": None,
+    },
+    {
+        "sid": "no-ttl-browser-session-0000018",
+        "value": stored({"cookie": {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}}),
+        "ttl_s": None,
+    },
+    {
+        "sid": "mongo-id-user-session-00000019",
+        "value": stored(
+            {"cookie": LIVE_COOKIE, "passport": {"user": {"_id": "6512bd43d9caa6e0", "username": "mongo"}}}
+        ),
+        "ttl_s": 3600,
+    },
+    {
+        "sid": "hash-json-roles-session-000020",
+        "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "9"}}),
+        "ttl_s": 3600,
+    },
+    {
+        "sid": "cookie-not-object-session-0021",
+        "value": stored({"cookie": "x", "passport": {"user": "42"}}),
+        "ttl_s": 3600,
+    },
+    {
+        "sid": "large-number-id-session-000022",
+        # Written as JSON.stringify would write it: the integer's exact digits.
+        "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": 12345678901234567890}}),
+        "ttl_s": 3600,
+    },
 ]
 USERS = [
     {
@@ -102,6 +143,7 @@ USERS = [
         "type": "hash",
         "value": {"id": "8", "username": "eight", "name": "Eight Hash", "roles": "ops,dev"},
     },
+    {"key": "user:9", "type": "hash", "value": {"id": "9", "username": "nine", "roles": '["ops", "on-call"]'}},
 ]
 
 
@@ -313,6 +355,69 @@ CASES = [
         "REASON_COOKIE_NOT_FOUND",
     ),
     case("missing_empty_value", text(f"{NAME}=; theme=dark"), "VERDICT_MISSING", "REASON_EMPTY_VALUE"),
+    case("missing_empty_signed_value", {"signed_value": ""}, "VERDICT_MISSING", "REASON_EMPTY_VALUE"),
+    case(
+        "malformed_session_key_of_another_type",
+        text(f"{NAME}={signed(SESSIONS[13]['sid'])}"),
+        "VERDICT_MALFORMED",
+        "REASON_CORRUPT_SESSION",
+        session_id=SESSIONS[13]["sid"],
+    ),
+    case(
+        "malformed_cookie_field_not_an_object",
+        text(f"{NAME}={signed(SESSIONS[20]['sid'])}"),
+        "VERDICT_MALFORMED",
+        "REASON_CORRUPT_SESSION",
+    ),
+    case(
+        "missing_stored_null_is_no_session",
+        text(f"{NAME}={signed(SESSIONS[14]['sid'])}"),
+        "VERDICT_MISSING",
+        "REASON_SESSION_NOT_FOUND",
+        session_id=SESSIONS[14]["sid"],
+    ),
+    case(
+        "missing_stored_zero_is_no_session",
+        text(f"{NAME}={signed(SESSIONS[15]['sid'])}"),
+        "VERDICT_MISSING",
+        "REASON_SESSION_NOT_FOUND",
+    ),
+    case(
+        "valid_no_ttl_future_expiry",
+        text(f"{NAME}={signed(SESSIONS[16]['sid'])}"),
+        *VALID,
+        session_id=SESSIONS[16]["sid"],
+        authenticated=True,
+        has_expire_time=True,
+    ),
+    case(
+        "valid_no_ttl_browser_session_never_expires",
+        text(f"{NAME}={signed(SESSIONS[17]['sid'])}"),
+        *VALID,
+        authenticated=False,
+        has_expire_time=False,
+    ),
+    case(
+        "valid_underscore_id_user",
+        text(f"{NAME}={signed(SESSIONS[18]['sid'])}"),
+        *VALID,
+        authenticated=True,
+        user=user("6512bd43d9caa6e0", username="mongo"),
+    ),
+    case(
+        "valid_user_record_hash_with_json_roles",
+        text(f"{NAME}={signed(SESSIONS[19]['sid'])}"),
+        *VALID,
+        authenticated=True,
+        user=user("9", username="nine", roles=["ops", "on-call"]),
+    ),
+    case(
+        "valid_number_id_beyond_2_53_as_javascript_prints_it",
+        text(f"{NAME}={signed(SESSIONS[21]['sid'])}"),
+        *VALID,
+        authenticated=True,
+        user=user("12345678901234567000"),
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.typing import EncodableT
 
 from sessionvalidator_service.domain import parse_json
@@ -98,6 +99,7 @@ class RedisSessionStore:
         if topology is None:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
+                **_lean_connections(),
                 max_connections=max_connections,
                 # Waiting for a free connection counts against the store timeout.
                 timeout=timeout_s,
@@ -119,8 +121,8 @@ class RedisSessionStore:
         )
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
-        await self._client.aclose()
+        """Close every pooled connection (a pool handed to a client is not closed by default)."""
+        await self._client.aclose(close_connection_pool=True)
 
     async def _run(self, *commands: tuple[str, ...], timeout_s: float | None = None) -> list[Any]:
         """Send ``commands`` in one pipeline (one round trip) within the timeout.
@@ -364,6 +366,25 @@ def _params(query: str, kind: str, tls: bool) -> dict[str, str | bool]:
     return params
 
 
+def _lean_connections() -> dict[str, Any]:
+    """Return connection settings that make a new connection cost no extra round trip.
+
+    redis-py 8 would open each connection with HELLO 3 and CLIENT SETINFO
+    (three round trips before the first command, all inside the caller's
+    store timeout, and thrown away when it fires), and its default
+    maintenance-notification mode ('auto', truthy) makes it skip the check
+    for sockets the server already closed, so after a Redis restart dead
+    connections were handed out, one failed call each. Found by the fault
+    tests (tests/faults).
+    """
+    return {
+        "protocol": 2,
+        "lib_name": None,
+        "lib_version": None,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
+
+
 def _sentinel_master(topology: TopologyURL, *, timeout_s: float, max_connections: int) -> aioredis.Redis:
     """Return a client for the master that the sentinels name, never for a replica."""
     sockets: dict[str, Any] = {"socket_connect_timeout": timeout_s, "socket_timeout": max(timeout_s, 1.0)}
@@ -382,6 +403,7 @@ def _sentinel_master(topology: TopologyURL, *, timeout_s: float, max_connections
     )
     client: aioredis.Redis = sentinel.master_for(
         topology.service_name,
+        **_lean_connections(),
         connection_pool_class=_SentinelMasterPool,
         max_connections=max_connections,
         timeout=timeout_s,
@@ -447,6 +469,7 @@ def _cluster_client(topology: TopologyURL, timeout_s: float, max_connections: in
     return _ClusterClient(
         RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in topology.hosts],
+            **_lean_connections(),
             username=topology.username,
             password=topology.password,
             # Per node. Unlike the single-server pool it does not wait for a
@@ -492,7 +515,7 @@ class _ClusterClient:
             raise ValueError("transactions are not supported over Redis Cluster")
         return _ClusterPipeline(self)
 
-    async def aclose(self) -> None:
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:  # noqa: ARG002 - Redis.aclose's signature
         """Stop a slot map refresh, then close every connection to every node."""
         if self._refresh is not None:
             self._refresh.cancel()
