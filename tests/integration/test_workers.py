@@ -27,8 +27,10 @@ def start(redis_server: RedisServer, workers: int) -> tuple[ValidatorProcess, in
     validator = ValidatorProcess(env).start()
     assert validator.port == port
     assert validator.output is not None
-    for _ in range(workers):  # every worker reports its own "serving"
-        validator.output.wait_for(lambda line: '"event": "serving"' in line and str(port) in line)
+    deadline = time.monotonic() + 30
+    while len(serving_pids(validator, port)) < workers:  # every worker reports its own "serving"
+        assert time.monotonic() < deadline, "the workers did not all start"
+        time.sleep(0.05)
     return validator, port
 
 

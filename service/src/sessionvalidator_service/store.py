@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ from redis.maint_notifications import MaintNotificationsConfig
 from redis.typing import EncodableT
 
 from sessionvalidator_service.domain import parse_json
+
+log = logging.getLogger("sessionvalidator.store")
 
 __all__ = [
     "RedisSessionStore",
@@ -142,6 +145,17 @@ class RedisSessionStore:
             raise StoreTimeoutError(str(exc)) from exc
         except (redis.exceptions.RedisError, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
+        except Exception as exc:
+            # The client library failing in some other way while connections
+            # die (seen under load while Redis was killed) is still the store
+            # failing: UNAVAILABLE, never INTERNAL. Logged with its traceback
+            # so a library bug stays visible.
+            log.warning(
+                "session store client failed unexpectedly",
+                exc_info=True,
+                extra={"event": "store_client_error", "error": exc.__class__.__name__},
+            )
+            raise StoreUnavailableError(exc.__class__.__name__) from exc
 
     @property
     def has_user_records(self) -> bool:

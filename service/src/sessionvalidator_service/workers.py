@@ -13,12 +13,14 @@ on its own, so the orchestrator restarts a whole, healthy unit.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
 import signal
 import tempfile
+import time
 from types import FrameType
 
 from sessionvalidator_service.config import Settings
@@ -60,9 +62,13 @@ def _supervise(settings: Settings, metrics_dir: str | None) -> int:
         for index in range(settings.workers)
     ]
     stopping = False
+    kill_at = math.inf
 
     def stop(signum: int, _frame: FrameType | None = None) -> None:
-        nonlocal stopping
+        nonlocal stopping, kill_at
+        if not stopping:
+            # A worker that has not drained by then is stuck: it gets SIGKILL.
+            kill_at = time.monotonic() + settings.shutdown_grace_s + 5.0
         stopping = True
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
@@ -90,6 +96,13 @@ def _supervise(settings: Settings, metrics_dir: str | None) -> int:
     failed = False
     while any(worker.is_alive() for worker in workers):
         multiprocessing.connection.wait([w.sentinel for w in workers if w.is_alive()], timeout=1.0)
+        if time.monotonic() >= kill_at:
+            for worker in workers:
+                if worker.is_alive():
+                    log.error(
+                        "a worker did not stop in time; killing it", extra={"event": "worker_killed", "pid": worker.pid}
+                    )
+                    worker.kill()
         for worker in workers:
             if metrics_dir is not None and not worker.is_alive() and worker.pid is not None:
                 from prometheus_client import multiprocess
