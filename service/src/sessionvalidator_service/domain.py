@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -158,6 +158,10 @@ class StoredJudgement:
 
 
 _NOT_FOUND = StoredJudgement(Reason.SESSION_NOT_FOUND)
+_END = object()
+# The range a google.protobuf.Timestamp can hold; JavaScript dates reach further.
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 _CORRUPT = StoredJudgement(Reason.CORRUPT_SESSION)
 
 
@@ -190,7 +194,17 @@ def parse_json(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     text = raw.decode("utf-8", "replace")
-    return _scrub(json.loads(text, parse_constant=_reject_constant))
+    try:
+        return _scrub(json.loads(text, parse_constant=_reject_constant, parse_int=_js_int))
+    except RecursionError:
+        # Past ~1000 levels (orjson stops at 1024): refused, never a crash.
+        msg = "JSON nested too deeply"
+        raise ValueError(msg) from None
+
+
+def _js_int(text: str) -> int | float:
+    """Read an integer literal as JSON.parse does: a double once it has many digits."""
+    return int(text) if len(text) <= 20 else float(text)  # noqa: PLR2004 - beyond 2**64 only the double matters
 
 
 def _js_truthy_user(user: Any) -> bool:
@@ -235,8 +249,14 @@ def js_string(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, int):
-        # JSON.parse makes every number a double: beyond 2**53 digits are lost.
-        return str(value) if abs(value) <= 2**53 else _js_number(float(value))
+        # JSON.parse makes every number a double: beyond 2**53 digits are lost,
+        # beyond the largest double it is Infinity.
+        if abs(value) <= 2**53:
+            return str(value)
+        try:
+            return _js_number(float(value))
+        except OverflowError:
+            return "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -244,8 +264,33 @@ def js_string(value: Any) -> str:
             return "Infinity" if value > 0 else "-Infinity"
         return _js_number(value)
     if isinstance(value, list):
-        return ",".join("" if v is None else js_string(v) for v in value)
+        return _js_join(value)
     return "[object Object]"
+
+
+def _js_join(array: list[Any]) -> str:
+    """``String(array)``: a comma join that flattens nested arrays, without recursion.
+
+    Array.prototype.join renders null as "" and a nested array as its own
+    join, so the result is the leaves in order, each empty array one "".
+    """
+    leaves: list[str] = []
+    stack: list[Iterator[Any]] = [iter(array)]
+    emitted = [False]  # whether each open array has produced a leaf yet
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            if not emitted.pop():
+                leaves.append("")  # an empty array is one empty element
+            continue
+        emitted[-1] = True
+        if isinstance(item, list):
+            stack.append(iter(item))
+            emitted.append(False)
+        else:
+            leaves.append("" if item is None else js_string(item))
+    return ",".join(leaves)
 
 
 def _parse_expires(value: Any) -> datetime | None:
@@ -258,7 +303,18 @@ def _parse_expires(value: Any) -> datetime | None:
         return None  # JavaScript's Invalid Date: no usable expiry
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # a valid JavaScript date beyond year 9999 or before year 1 in UTC
+        return _LATEST if parsed.year > 1 else _EARLIEST
+
+
+def _add(now: datetime, milliseconds: int) -> datetime:
+    """``now`` plus a key TTL, held to what a Timestamp can carry (a TTL can be millennia)."""
+    try:
+        return min(now + timedelta(milliseconds=milliseconds), _LATEST)
+    except OverflowError:
+        return _LATEST
 
 
 def judge_stored(raw: bytes | None, pttl_ms: int, now: datetime) -> StoredJudgement:
@@ -293,7 +349,7 @@ def judge_stored(raw: bytes | None, pttl_ms: int, now: datetime) -> StoredJudgem
     if pttl_ms >= 0:
         # The key's TTL is the truth: touch/rolling extend it without
         # rewriting the stored cookie.expires.
-        expire_time: datetime | None = now + timedelta(milliseconds=pttl_ms)
+        expire_time: datetime | None = _add(now, pttl_ms)
     else:
         expire_time = stored_expires
         if stored_expires is not None and stored_expires <= now:

@@ -15,7 +15,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
-from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.coalesce import CoalescingStore
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.logs import SessionIdHasher
@@ -24,6 +23,7 @@ from sessionvalidator_service.servicer import SessionValidatorServicer
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.store import RedisSessionStore, StoreError
 from sessionvalidator_service.tls import server_credentials
+from sessionvalidator_service.wire import read_batch_request, read_request
 
 __all__ = ["READINESS_SERVICE", "HealthServicer", "ReadinessMonitor", "Service", "serve"]
 
@@ -104,6 +104,24 @@ class ReadinessMonitor:
             await asyncio.sleep(self._interval)
 
 
+def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -> None:
+    """Register the servicer as the generated code does, with lenient request parsing (see wire.py)."""
+    handlers = {
+        "ValidateSession": grpc.unary_unary_rpc_method_handler(
+            servicer.ValidateSession,
+            request_deserializer=read_request,
+            response_serializer=pb.ValidateSessionResponse.SerializeToString,
+        ),
+        "ValidateSessions": grpc.unary_unary_rpc_method_handler(
+            servicer.ValidateSessions,
+            request_deserializer=read_batch_request,
+            response_serializer=pb.ValidateSessionsResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(READINESS_SERVICE, handlers),))
+    server.add_registered_method_handlers(READINESS_SERVICE, handlers)  # type: ignore[attr-defined]  # stubs predate it
+
+
 class Service:
     """A running SessionValidator: the gRPC server, its store and its health."""
 
@@ -162,7 +180,7 @@ class Service:
             cookie_name=settings.cookie_name,
             hasher=SessionIdHasher(settings.secrets[0]),
         )
-        pb_grpc.add_SessionValidatorServicer_to_server(servicer, server)
+        _add_servicer(servicer, server)
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
         await health_servicer.set(READINESS_SERVICE, NOT_SERVING)

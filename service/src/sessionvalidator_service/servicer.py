@@ -19,6 +19,7 @@ from sessionvalidator_service.domain import (
     UserRecord,
     Verdict,
     judge_stored,
+    parse_json,
     read_credential,
 )
 from sessionvalidator_service.errors import abort_batch_too_large, abort_internal, abort_rate_limited, abort_store
@@ -28,9 +29,12 @@ from sessionvalidator_service.ratelimit import PeerLimiter, RateLimit, peer_addr
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.store import StoredSession, StoreError
 
-__all__ = ["MAX_BATCH", "REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
+__all__ = ["MAX_ATTRIBUTE_DEPTH", "MAX_BATCH", "REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
 
 MAX_BATCH = 256
+# A user record nested deeper than this keeps its profile fields but is not
+# copied into UserProfile.attributes.
+MAX_ATTRIBUTE_DEPTH = 16
 # What a peer may only do so often: cookies that fail on their own.
 BAD_ATTEMPTS = frozenset({Reason.SIGNATURE_MISMATCH, Reason.NOT_SIGNED, Reason.EMPTY_SESSION_ID, Reason.TOO_LARGE})
 
@@ -53,9 +57,8 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, str) and value:
         if value.startswith("["):
             try:
-                import json
-
-                return _strings(json.loads(value))
+                # parse_json: lone surrogates scrubbed, deep nesting refused.
+                return _strings(parse_json(value.encode("utf-8", "surrogatepass")))
             except ValueError:
                 pass
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -100,12 +103,31 @@ def build_profile(user: UserRecord, record: Mapping[str, Any] | None) -> pb.User
                 profile.email = first
     roles = record.get("roles")
     profile.roles.extend(_strings(roles) if roles is not None else _strings(record.get("role")))
+    if _depth(record) > MAX_ATTRIBUTE_DEPTH:
+        # Every level of a Struct is two protobuf messages deep: past this,
+        # clients' parsers (limit 100) would refuse the whole response.
+        return profile
     try:
         profile.attributes.update(record)
     except (ValueError, TypeError, OverflowError):
         profile.attributes.Clear()
         profile.attributes.update(_struct_safe(dict(record)))
     return profile
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays, counted without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_ATTRIBUTE_DEPTH:
+                break
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class SessionLookup(Protocol):

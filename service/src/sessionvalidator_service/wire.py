@@ -1,0 +1,82 @@
+"""Reading requests whose text fields are not valid UTF-8.
+
+proto3 ``string`` fields must hold UTF-8, and the generated parser refuses a
+request that breaks this before any handler runs (the caller gets UNKNOWN,
+not a verdict). ``bytes`` is wire-compatible with ``string``, so a private
+twin of the request messages with ``bytes`` fields reads such a request; its
+text is then taken as latin-1, exactly as ``cookie_header`` bytes are (and as
+Node reads header bytes). Requests that parse normally never touch the twin.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
+
+from sessionvalidator.v1 import session_validator_service_pb2 as pb
+
+__all__ = ["read_batch_request", "read_request"]
+
+_FIELD = descriptor_pb2.FieldDescriptorProto
+
+
+def _twins() -> tuple[type[Message], type[Message]]:
+    file = descriptor_pb2.FileDescriptorProto(
+        name="sessionvalidator/lenient.proto", package="sessionvalidator.lenient", syntax="proto3"
+    )
+    request = file.message_type.add(name="Request")
+    request.oneof_decl.add(name="credential")
+    for field in pb.ValidateSessionRequest.DESCRIPTOR.fields:
+        request.field.add(
+            name=field.name, number=field.number, type=_FIELD.TYPE_BYTES, label=_FIELD.LABEL_OPTIONAL, oneof_index=0
+        )
+    batch = file.message_type.add(name="Batch")
+    batch.field.add(
+        name="requests",
+        number=pb.ValidateSessionsRequest.DESCRIPTOR.fields_by_name["requests"].number,
+        type=_FIELD.TYPE_MESSAGE,
+        label=_FIELD.LABEL_REPEATED,
+        type_name=".sessionvalidator.lenient.Request",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return (
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("sessionvalidator.lenient.Request")),
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("sessionvalidator.lenient.Batch")),
+    )
+
+
+_Request, _Batch = _twins()
+
+
+def _from_twin(twin: Message) -> pb.ValidateSessionRequest:
+    kind = twin.WhichOneof("credential")
+    if kind is None:
+        return pb.ValidateSessionRequest()
+    raw: bytes = getattr(twin, kind)
+    if kind == "cookie_header":
+        return pb.ValidateSessionRequest(cookie_header=raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if kind == "cookie_header_text":
+        return pb.ValidateSessionRequest(cookie_header_text=text)
+    return pb.ValidateSessionRequest(signed_value=text)
+
+
+def read_request(data: bytes) -> pb.ValidateSessionRequest:
+    """Parse a ValidateSessionRequest, reading non-UTF-8 text as latin-1."""
+    try:
+        return pb.ValidateSessionRequest.FromString(data)
+    except DecodeError:
+        return _from_twin(_Request.FromString(data))
+
+
+def read_batch_request(data: bytes) -> pb.ValidateSessionsRequest:
+    """Parse a ValidateSessionsRequest, reading non-UTF-8 text as latin-1."""
+    try:
+        return pb.ValidateSessionsRequest.FromString(data)
+    except DecodeError:
+        twin = _Batch.FromString(data)
+        return pb.ValidateSessionsRequest(requests=[_from_twin(item) for item in twin.requests])  # type: ignore[attr-defined]
