@@ -198,3 +198,17 @@ def test_tls_settings(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             Settings.from_env({**BASE, **env})
         assert caught.value.variable == variable
+
+
+def test_server_kind(tmp_path: Path) -> None:
+    assert Settings.from_env(BASE).server == "grpcio"
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "native"}).server == "native"
+    with pytest.raises(ConfigError, match="grpcio or native"):
+        Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "fast"})
+    (tmp_path / "c.pem").write_text("x", encoding="ascii")
+    tls = {
+        "SESSIONVALIDATOR_TLS_CERT_FILE": str(tmp_path / "c.pem"),
+        "SESSIONVALIDATOR_TLS_KEY_FILE": str(tmp_path / "c.pem"),
+    }
+    with pytest.raises(ConfigError, match="no TLS"):
+        Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "native", **tls})

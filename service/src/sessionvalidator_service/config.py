@@ -202,6 +202,22 @@ def _tls(env: Mapping[str, str]) -> TlsFiles | None:
     return files
 
 
+def _server(env: Mapping[str, str]) -> str:
+    kind = (env.get(PREFIX + "SERVER") or "grpcio").strip().lower()
+    if kind not in {"grpcio", "native"}:
+        raise ConfigError("SERVER", f"must be grpcio or native, got {kind!r}")
+    if kind == "native":
+        if env.get(PREFIX + "TLS_CERT_FILE"):
+            raise ConfigError("SERVER", "the native server has no TLS: use grpcio with SESSIONVALIDATOR_TLS_*")
+        try:
+            import pygrpc_native.aio  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "SERVER", "native needs the pygrpc-native package (pip install 'sessionvalidator-service[native]')"
+            ) from None
+    return kind
+
+
 def _workers(env: Mapping[str, str]) -> int:
     raw = env.get(PREFIX + "WORKERS") or "1"
     if raw == "auto":
@@ -243,6 +259,7 @@ class Settings:
     rate_limit_peer_header: str | None = None
     tls: TlsFiles | None = None
     coalesce: bool = True
+    server: str = "grpcio"
 
     def __repr__(self) -> str:
         # Never print secrets, even by accident.
@@ -291,4 +308,5 @@ class Settings:
             rate_limit_peer_header=_peer_header(env),
             tls=_tls(env),
             coalesce=_truthy(env, "COALESCE", default=True),
+            server=_server(env),
         )

@@ -41,7 +41,9 @@ async def _abort(
     raise AssertionError  # pragma: no cover - abort always raises
 
 
-async def abort_store(context: grpc.aio.ServicerContext[Any, Any], error: StoreError) -> NoReturn:
+async def abort_store(
+    context: grpc.aio.ServicerContext[Any, Any], error: StoreError, *, retry_pushback: bool = True
+) -> NoReturn:
     """End the call with UNAVAILABLE: the store could not be read.
 
     A refused or dropped store connection may be one replica's problem, so
@@ -57,7 +59,7 @@ async def abort_store(context: grpc.aio.ServicerContext[Any, Any], error: StoreE
         error.reason,
         {"retryable": "false" if timed_out else "true"},
     )
-    await _abort(context, status, (("grpc-retry-pushback-ms", "-1"),) if timed_out else ())
+    await _abort(context, status, (("grpc-retry-pushback-ms", "-1"),) if timed_out and retry_pushback else ())
 
 
 async def abort_internal(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:

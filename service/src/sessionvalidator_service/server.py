@@ -104,6 +104,16 @@ class ReadinessMonitor:
             await asyncio.sleep(self._interval)
 
 
+def _new_server(kind: str, options: list[tuple[str, Any]]) -> grpc.aio.Server:
+    """Create a grpc.aio server, or pygrpc-native's drop-in one (experimental: HTTP/2 in Rust, no TLS)."""
+    if kind == "native":
+        import pygrpc_native.aio
+
+        server: grpc.aio.Server = pygrpc_native.aio.server(options=options)
+        return server
+    return grpc.aio.server(options=options)
+
+
 def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -> None:
     """Register the servicer as the generated code does, with lenient request parsing (see wire.py)."""
     handlers = {
@@ -159,20 +169,24 @@ class Service:
             timeout_s=settings.store_timeout_s,
             user_key_template=settings.user_key,
         )
-        server = grpc.aio.server(
-            options=[
+        server = _new_server(
+            settings.server,
+            [
                 ("grpc.so_reuseport", 1 if reuse_port else 0),
                 # Accept the clients' keepalive pings (every 30 s), idle
                 # connections included, instead of answering too_many_pings.
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         metrics = Metrics()
         servicer = SessionValidatorServicer(
             metrics=metrics,
             rate_limit=settings.rate_limit,
             rate_limit_peer_header=settings.rate_limit_peer_header,
+            # pygrpc-native 0.5 never sends a response whose trailers carry this
+            # reserved grpc- key (the call hangs to the caller's deadline).
+            retry_pushback=settings.server != "native",
             signer=Signer(settings.secrets),
             # Not for Cluster: one unreachable primary would fail lookups
             # coalesced with it for keys on healthy nodes.

@@ -154,8 +154,10 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         metrics: Metrics,
         rate_limit: RateLimit | None = None,
         rate_limit_peer_header: str | None = None,
+        retry_pushback: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._retry_pushback = retry_pushback
         self._metrics = metrics
         self._limiter = PeerLimiter(rate_limit) if rate_limit is not None else None
         self._peer_header = rate_limit_peer_header
@@ -333,7 +335,7 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
             "session store failed",
             extra={"event": "store_error", "error_reason": exc.reason, "error": exc.__class__.__name__},
         )
-        await abort_store(context, exc)
+        await abort_store(context, exc, retry_pushback=self._retry_pushback)
 
     def _early(self, credential: Credential, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ValidateSessionResponse:
         """Answer a credential that the cookie alone decides."""
