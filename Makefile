@@ -141,6 +141,22 @@ test-node: system-deps venv node-client-deps ## The Node client against a live, 
 test-unit: venv ## Fast tests without Redis, Node or a server
 	$(PY) -m pytest tests/unit
 
+# ---------------------------------------------------------------- fuzzing and timing
+FUZZ_SECONDS ?= 300
+FUZZ_TARGET ?= all
+
+.PHONY: fuzz
+fuzz: venv ## Coverage-guided fuzzing (atheris): FUZZ_SECONDS per target (300), FUZZ_TARGET=cookie|stored|profile|all
+	$(PY) tests/fuzz/run.py --target $(FUZZ_TARGET) --seconds $(FUZZ_SECONDS)
+
+.PHONY: fuzz-properties
+fuzz-properties: system-deps venv ## The Hypothesis properties, random and FUZZ_EXAMPLES_SCALE (100) times longer
+	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
+
+.PHONY: timing
+timing: venv ## dudect-style constant-time test of the signature check (run on a quiet machine)
+	TIMING=1 $(PY) -m pytest tests/timing -m timing -s
+
 .PHONY: clean
 clean: ## Remove the venv, tool binaries and caches
 	rm -rf $(VENV) $(TMP) .mypy_cache .ruff_cache .pytest_cache tests/parity/node_modules \

@@ -1,0 +1,1 @@
+{"cookie":{"originalMaxAge":86400000,"expires":"2099-01-01T00:00:00.000Z","httpOnly":true,"path":"/"},"passport":{"user":"dotted"}}
