@@ -185,3 +185,25 @@ def test_batch_store_outage_fails_the_whole_call() -> None:
             )
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).reason == "STORE_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("method", ["ValidateSession", "ValidateSessions"])
+def test_a_body_that_is_not_protobuf_is_invalid_argument(seeded: ValidatorProcess, method: str) -> None:
+    with grpc.insecure_channel(seeded.address) as channel:
+        call = channel.unary_unary(f"/sessionvalidator.v1.SessionValidator/{method}")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\xff\xff\xff\xff", timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "MALFORMED_REQUEST"
+    assert "lenient" not in (caught.value.details() or "")
+
+
+def test_text_that_is_not_utf8_is_read_as_latin1(seeded: ValidatorProcess) -> None:
+    case = next(c for c in CORPUS["cases"] if c["name"] == "valid_latin1_byte_session_id")
+    header = base64.b64decode(case["request"]["cookie_header_b64"])  # holds the raw byte 0xE9
+    wire = bytes([0x12, len(header)]) + header  # field 2, cookie_header_text, with invalid UTF-8
+    with grpc.insecure_channel(seeded.address) as channel:
+        call = channel.unary_unary("/sessionvalidator.v1.SessionValidator/ValidateSession")
+        response = pb.ValidateSessionResponse.FromString(call(wire, timeout=5))
+    assert response.verdict == pb.VERDICT_VALID
+    assert response.session_id == "\u00e9"

@@ -9,6 +9,7 @@ OK response. A status is only for "could not decide":
 | store did not answer in time | UNAVAILABLE, no retry (pushback) | STORE_TIMEOUT |
 | a bug | INTERNAL (generic message) | INTERNAL_ERROR |
 | a batch over the size limit | INVALID_ARGUMENT | BATCH_TOO_LARGE |
+| a body that is not a protobuf message | INVALID_ARGUMENT | MALFORMED_REQUEST |
 | too many bad cookies from one peer | RESOURCE_EXHAUSTED (+ RetryInfo) | RATE_LIMITED |
 """
 
@@ -23,7 +24,14 @@ from grpc_status import rpc_status
 
 from sessionvalidator_service.store import StoreError
 
-__all__ = ["DOMAIN", "abort_batch_too_large", "abort_internal", "abort_rate_limited", "abort_store"]
+__all__ = [
+    "DOMAIN",
+    "abort_batch_too_large",
+    "abort_internal",
+    "abort_malformed_request",
+    "abort_rate_limited",
+    "abort_store",
+]
 
 DOMAIN = "sessionvalidator.v1"
 
@@ -65,6 +73,12 @@ async def abort_store(
 async def abort_internal(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
     """End the call with INTERNAL and a message that reveals nothing."""
     await _abort(context, _status(code_pb2.INTERNAL, "internal error", "INTERNAL_ERROR", {}))
+
+
+async def abort_malformed_request(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    """End a call whose body is not the request message at all."""
+    status = _status(code_pb2.INVALID_ARGUMENT, "the request is not a valid protobuf message", "MALFORMED_REQUEST", {})
+    await _abort(context, status)
 
 
 async def abort_batch_too_large(context: grpc.aio.ServicerContext[Any, Any], size: int, limit: int) -> NoReturn:

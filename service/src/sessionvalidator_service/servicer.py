@@ -22,7 +22,13 @@ from sessionvalidator_service.domain import (
     parse_json,
     read_credential,
 )
-from sessionvalidator_service.errors import abort_batch_too_large, abort_internal, abort_rate_limited, abort_store
+from sessionvalidator_service.errors import (
+    abort_batch_too_large,
+    abort_internal,
+    abort_malformed_request,
+    abort_rate_limited,
+    abort_store,
+)
 from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import PeerLimiter, RateLimit, peer_address
@@ -212,10 +218,12 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
 
     async def ValidateSession(  # noqa: N802 - gRPC method name
         self,
-        request: pb.ValidateSessionRequest,
+        request: pb.ValidateSessionRequest | None,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ValidateSessionResponse:
         """Judge one credential; store failures end the call with UNAVAILABLE."""
+        if request is None:  # not a protobuf message at all (see wire.py)
+            await abort_malformed_request(context)
         with self._metrics.timed("ValidateSession"):
             return await self._validate_one(request, context)
 
@@ -244,10 +252,12 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
 
     async def ValidateSessions(  # noqa: N802 - gRPC method name
         self,
-        request: pb.ValidateSessionsRequest,
+        request: pb.ValidateSessionsRequest | None,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ValidateSessionsResponse:
         """Judge many credentials with one store round trip for all of them."""
+        if request is None:  # not a protobuf message at all (see wire.py)
+            await abort_malformed_request(context)
         with self._metrics.timed("ValidateSessions"):
             return await self._validate_many(request, context)
 

@@ -5,7 +5,9 @@ request that breaks this before any handler runs (the caller gets UNKNOWN,
 not a verdict). ``bytes`` is wire-compatible with ``string``, so a private
 twin of the request messages with ``bytes`` fields reads such a request; its
 text is then taken as latin-1, exactly as ``cookie_header`` bytes are (and as
-Node reads header bytes). Requests that parse normally never touch the twin.
+Node reads header bytes). Requests that parse normally never touch the twin. A body that is not a
+protobuf message at all is handed on as ``None``, and the servicer answers
+INVALID_ARGUMENT instead of gRPC's generic deserialisation failure.
 """
 
 from __future__ import annotations
@@ -65,18 +67,26 @@ def _from_twin(twin: Message) -> pb.ValidateSessionRequest:
     return pb.ValidateSessionRequest(signed_value=text)
 
 
-def read_request(data: bytes) -> pb.ValidateSessionRequest:
-    """Parse a ValidateSessionRequest, reading non-UTF-8 text as latin-1."""
+def read_request(data: bytes) -> pb.ValidateSessionRequest | None:
+    """Parse a ValidateSessionRequest, reading non-UTF-8 text as latin-1; ``None`` if it is not one."""
     try:
         return pb.ValidateSessionRequest.FromString(data)
     except DecodeError:
+        pass
+    try:
         return _from_twin(_Request.FromString(data))
+    except DecodeError:
+        return None
 
 
-def read_batch_request(data: bytes) -> pb.ValidateSessionsRequest:
-    """Parse a ValidateSessionsRequest, reading non-UTF-8 text as latin-1."""
+def read_batch_request(data: bytes) -> pb.ValidateSessionsRequest | None:
+    """Parse a ValidateSessionsRequest, reading non-UTF-8 text as latin-1; ``None`` if it is not one."""
     try:
         return pb.ValidateSessionsRequest.FromString(data)
     except DecodeError:
+        pass
+    try:
         twin = _Batch.FromString(data)
-        return pb.ValidateSessionsRequest(requests=[_from_twin(item) for item in twin.requests])  # type: ignore[attr-defined]
+    except DecodeError:
+        return None
+    return pb.ValidateSessionsRequest(requests=[_from_twin(item) for item in twin.requests])  # type: ignore[attr-defined]
