@@ -90,8 +90,8 @@ checkgenerate: proto ## Fail when regenerating changes any committed file
 # ---------------------------------------------------------------- lint
 .PHONY: lint
 lint: venv $(BUF) ## ruff, mypy --strict and buf lint
-	$(VENV)/bin/ruff check service tests clients/python
-	$(VENV)/bin/ruff format --check service tests clients/python
+	$(VENV)/bin/ruff check service tests clients/python bench
+	$(VENV)/bin/ruff format --check service tests clients/python bench
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
@@ -140,6 +140,19 @@ test-node: system-deps venv node-client-deps ## The Node client against a live, 
 .PHONY: test-unit
 test-unit: venv ## Fast tests without Redis, Node or a server
 	$(PY) -m pytest tests/unit
+
+# ---------------------------------------------------------------- load and benchmark (docs/performance.md)
+.PHONY: bench-deps
+bench-deps: system-deps venv ## Install the benchmark's pinned chart packages (ghz is built on first use)
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+
+.PHONY: load
+load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSIONVALIDATOR_RATE_LIMIT=off make run
+	$(PY) bench/load.py
+
+.PHONY: bench
+bench: bench-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing and timing
 FUZZ_SECONDS ?= 300
