@@ -142,3 +142,16 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(redis_server: Redis
         blocker.join()
         channel.close()
         watch_channel.close()
+
+
+def test_reflection_resolves_method_names_as_ghz_asks(seeded: ValidatorProcess) -> None:
+    with grpc.insecure_channel(seeded.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        for symbol in ("sessionvalidator.v1.SessionValidator.ValidateSession", "sessionvalidator.v1.SessionValidator"):
+            request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+            (response,) = stub.ServerReflectionInfo(iter([request]), timeout=5)
+            assert not response.HasField("error_response"), symbol
+            assert response.file_descriptor_response.file_descriptor_proto
+        missing = reflection_pb2.ServerReflectionRequest(file_containing_symbol="sessionvalidator.v1.Nope.Method")
+        (response,) = stub.ServerReflectionInfo(iter([missing]), timeout=5)
+        assert response.HasField("error_response")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import grpc
 
@@ -65,3 +66,27 @@ def test_a_dead_worker_stops_the_whole_unit(redis_server: RedisServer) -> None:
         assert validator.proc.wait(timeout=30) == 1
     finally:
         validator.close()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(redis_server: RedisServer) -> None:
+    validator, port = start(redis_server, 2)
+    try:
+        workers = serving_pids(validator, port)
+        assert validator.proc is not None
+        validator.proc.kill()  # SIGKILL: the supervisor cannot forward anything
+        validator.proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(running(pid) for pid in workers):
+            assert time.monotonic() < deadline, "orphaned workers went on serving"
+            time.sleep(0.2)
+    finally:
+        validator.close()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator_service.coalesce import CoalescingStore
@@ -47,6 +47,24 @@ class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc,name-defin
         return health_pb2.HealthListResponse(
             statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses.items()}
         )
+
+
+class ReflectionServicer(reflection.aio.ReflectionServicer):  # type: ignore[misc,name-defined]
+    """Server reflection that also resolves method names (``pkg.Service.Method``).
+
+    ghz asks for the file containing the *method*; with protobuf's upb
+    descriptor pool grpcio-reflection cannot find methods
+    (grpc/grpc#34743), so ghz failed without a proto file. A method name that
+    is not found is answered with the file of the service that holds it.
+    """
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        response = super()._file_containing_symbol(request, fully_qualified_name)
+        if response.HasField("error_response") and "." in fully_qualified_name:
+            owner = fully_qualified_name.rpartition(".")[0]
+            if owner in self._service_names:
+                return super()._file_containing_symbol(request, owner)
+        return response
 
 
 class ReadinessMonitor:
@@ -199,11 +217,13 @@ class Service:
         # Not ready until the first good ping.
         await health_servicer.set(READINESS_SERVICE, NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (
-                READINESS_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            ReflectionServicer(
+                (
+                    READINESS_SERVICE,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                )
             ),
             server,
         )

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from types import FrameType
 
@@ -30,13 +31,24 @@ __all__ = ["run_workers"]
 log = logging.getLogger("sessionvalidator.workers")
 
 
-def _worker_main(settings: Settings) -> None:
+def _follow_supervisor(supervisor: int) -> None:
+    """Drain (SIGTERM to ourselves) once the supervisor is gone, e.g. SIGKILLed.
+
+    Otherwise an orphaned worker would go on serving the port unsupervised.
+    """
+    while os.getppid() == supervisor:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(settings: Settings, supervisor: int) -> None:
     import uvloop
 
     from sessionvalidator_service.logs import configure_logging
     from sessionvalidator_service.server import serve
 
     configure_logging(settings.log_level)
+    threading.Thread(target=_follow_supervisor, args=(supervisor,), name="follow-supervisor", daemon=True).start()
     uvloop.run(serve(settings, reuse_port=True))
 
 
@@ -58,7 +70,7 @@ def run_workers(settings: Settings) -> int:
 def _supervise(settings: Settings, metrics_dir: str | None) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker_main, args=(settings,), name=f"sessionvalidator-worker-{index}")
+        context.Process(target=_worker_main, args=(settings, os.getpid()), name=f"sessionvalidator-worker-{index}")
         for index in range(settings.workers)
     ]
     stopping = False
