@@ -31,8 +31,12 @@ VECTORS = Path(__file__).resolve().parent / "vectors" / "validate_session.json"
 
 
 def seed(server: RedisServer, corpus: dict[str, Any]) -> None:
-    """Write the corpus's sessions and user records as connect-redis would."""
-    client = server.client()
+    """Write the corpus's sessions and user records into ``server`` as connect-redis would."""
+    seed_client(server.client(), corpus)
+
+
+def seed_client(client: Any, corpus: dict[str, Any]) -> None:
+    """Write the corpus's sessions and user records through ``client``."""
     for session in corpus["sessions"]:
         if session.get("type") == "hash":  # something other than a session under a session key
             client.hset(session["key"], mapping=session["value"])

@@ -22,6 +22,7 @@ from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import MintedSession, mint_session
 from sessionvalidator_service.signature import Signer
 from tests.conftest import load_vectors
+from tests.harness import seed_client
 from tests.support.processes import ValidatorProcess, running_validator
 from tests.topologies.topology import Cluster, batch_verdicts, readiness, verdict, wait_until
 
@@ -94,16 +95,7 @@ def check(case: dict[str, Any], response: pb.ValidateSessionResponse) -> None:
 def test_vectors_and_a_batch_across_every_primary(cluster: Cluster, stub: pb_grpc.SessionValidatorStub) -> None:
     client = cluster.client()
     # The shared vectors, sessions and user records, spread over the slots.
-    for session in CORPUS["sessions"]:
-        if session.get("type") == "hash":  # not a session: a key of another type under a session key
-            client.hset(session["key"], mapping=session["value"])
-        else:
-            client.set(session["key"], session["value"].encode("utf-8"), ex=session["ttl_s"])
-    for user in CORPUS["users"]:
-        if user["type"] == "hash":
-            client.hset(user["key"], mapping=user["value"])
-        else:
-            client.set(user["key"], user["value"])
+    seed_client(client, CORPUS)
     many = [mint_session(SIGNER, user=str(7 + index % 3)) for index in range(150)]  # user:7, user:8, user:9
     store(client, *many)
     assert {port_of(client, s) for s in many} == {node.port for node in cluster.primaries()}
