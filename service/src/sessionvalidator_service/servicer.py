@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
@@ -38,6 +38,7 @@ from sessionvalidator_service.store import StoredSession, StoreError
 __all__ = ["MAX_ATTRIBUTE_DEPTH", "MAX_BATCH", "REASONS", "VERDICTS", "SessionValidatorServicer", "build_profile"]
 
 MAX_BATCH = 256
+_T = TypeVar("_T")
 # A user record nested deeper than this keeps its profile fields but is not
 # copied into UserProfile.attributes.
 MAX_ATTRIBUTE_DEPTH = 16
@@ -225,29 +226,19 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         if request is None:  # not a protobuf message at all (see wire.py)
             await abort_malformed_request(context)
         with self._metrics.timed("ValidateSession"):
-            return await self._validate_one(request, context)
+            return await self._guarded(context, self._validate_one(request, context))
 
     async def _validate_one(
         self, request: pb.ValidateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ValidateSessionResponse:
-        try:
-            identity = await self._admit(context)
-            credential = self._read(request)
-            if credential.reason is not None:
-                if credential.reason in BAD_ATTEMPTS and identity is not None:
-                    await self._charge(context, identity)
-                return self._early(credential, context)
-            stored = await self._store.get_session(credential.session_id or "")
-            response, pending = self._judge(credential, stored)
-            if pending is not None:
-                response.user.CopyFrom(build_profile(pending, await self._store.get_user(pending.user_id)))
-        except grpc.aio.AbortError:
-            raise
-        except StoreError as exc:
-            await self._store_failed(context, exc)
-        except Exception:
-            log.exception("validation failed unexpectedly", extra={"event": "internal_error"})
-            await abort_internal(context)
+        identity = await self._admit(context)
+        credential = self._read(request)
+        if credential.reason is not None:
+            return await self._early(credential, context, identity)
+        stored = await self._store.get_session(credential.session_id or "")
+        response, pending = self._judge(credential, stored)
+        if pending is not None:
+            response.user.CopyFrom(build_profile(pending, await self._store.get_user(pending.user_id)))
         return response
 
     async def ValidateSessions(  # noqa: N802 - gRPC method name
@@ -259,46 +250,48 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         if request is None:  # not a protobuf message at all (see wire.py)
             await abort_malformed_request(context)
         with self._metrics.timed("ValidateSessions"):
-            return await self._validate_many(request, context)
+            if len(request.requests) > MAX_BATCH:
+                await abort_batch_too_large(context, len(request.requests), MAX_BATCH)
+            return await self._guarded(context, self._validate_many(request, context))
 
     async def _validate_many(
         self, request: pb.ValidateSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ValidateSessionsResponse:
-        if len(request.requests) > MAX_BATCH:
-            await abort_batch_too_large(context, len(request.requests), MAX_BATCH)
+        identity = await self._admit(context)
+        credentials = [self._read(item) for item in request.requests]
+        responses: list[pb.ValidateSessionResponse | None] = [None] * len(credentials)
+        lookups: list[int] = []
+        for index, credential in enumerate(credentials):
+            if credential.reason is not None:
+                responses[index] = await self._early(credential, context, identity)
+            else:
+                lookups.append(index)
+        stored = await self._store.get_sessions([credentials[i].session_id or "" for i in lookups])
+        pending: list[tuple[pb.ValidateSessionResponse, UserRecord]] = []
+        for index, session in zip(lookups, stored, strict=True):
+            response, user = self._judge(credentials[index], session)
+            responses[index] = response
+            if user is not None:
+                pending.append((response, user))
+        if pending:
+            records = await self._store.get_users([user.user_id for _, user in pending])
+            for (response, user), record in zip(pending, records, strict=True):
+                response.user.CopyFrom(build_profile(user, record))
+        answered = [response for response in responses if response is not None]
+        assert len(answered) == len(responses)  # noqa: S101 - every credential was answered above
+        return pb.ValidateSessionsResponse(responses=answered)
+
+    async def _guarded(self, context: grpc.aio.ServicerContext[Any, Any], answer: Awaitable[_T]) -> _T:
+        """Await ``answer``; a store failure ends the call UNAVAILABLE, a bug INTERNAL."""
         try:
-            identity = await self._admit(context)
-            credentials = [self._read(item) for item in request.requests]
-            responses: list[pb.ValidateSessionResponse | None] = [None] * len(credentials)
-            lookups: list[int] = []
-            for index, credential in enumerate(credentials):
-                if credential.reason is not None:
-                    if credential.reason in BAD_ATTEMPTS and identity is not None:
-                        await self._charge(context, identity)
-                    responses[index] = self._early(credential, context)
-                else:
-                    lookups.append(index)
-            stored = await self._store.get_sessions([credentials[i].session_id or "" for i in lookups])
-            pending: list[tuple[pb.ValidateSessionResponse, UserRecord]] = []
-            for index, session in zip(lookups, stored, strict=True):
-                response, user = self._judge(credentials[index], session)
-                responses[index] = response
-                if user is not None:
-                    pending.append((response, user))
-            if pending:
-                records = await self._store.get_users([user.user_id for _, user in pending])
-                for (response, user), record in zip(pending, records, strict=True):
-                    response.user.CopyFrom(build_profile(user, record))
+            return await answer
         except grpc.aio.AbortError:
             raise
         except StoreError as exc:
             await self._store_failed(context, exc)
         except Exception:
-            log.exception("batch validation failed unexpectedly", extra={"event": "internal_error"})
+            log.exception("validation failed unexpectedly", extra={"event": "internal_error"})
             await abort_internal(context)
-        answered = [response for response in responses if response is not None]
-        assert len(answered) == len(responses)  # noqa: S101 - every credential was answered above
-        return pb.ValidateSessionsResponse(responses=answered)
 
     def _identity(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, bool]:
         """Who is calling: (identity, whether it names a single client)."""
@@ -347,10 +340,17 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         )
         await abort_store(context, exc, retry_pushback=self._retry_pushback)
 
-    def _early(self, credential: Credential, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ValidateSessionResponse:
-        """Answer a credential that the cookie alone decides."""
+    async def _early(
+        self,
+        credential: Credential,
+        context: grpc.aio.ServicerContext[Any, Any],
+        identity: tuple[str, bool] | None,
+    ) -> pb.ValidateSessionResponse:
+        """Answer a credential that the cookie alone decides, counting a bad attempt against ``identity``."""
         reason = credential.reason
         assert reason is not None  # noqa: S101 - callers check
+        if reason in BAD_ATTEMPTS and identity is not None:
+            await self._charge(context, identity)
         if reason is Reason.SIGNATURE_MISMATCH:
             log.warning("cookie signature rejected", extra={"event": "bad_signature", "peer": context.peer()})
         elif log.isEnabledFor(logging.DEBUG):

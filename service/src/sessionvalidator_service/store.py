@@ -175,9 +175,7 @@ class RedisSessionStore:
 
     async def get_session(self, session_id: str) -> StoredSession:
         """Return the stored session and its PTTL, read with GET and PTTL together."""
-        key = self._prefix + session_id
-        value, pttl = await self._run(("GET", key), ("PTTL", key))
-        return self._session(value, pttl)
+        return (await self.get_sessions([session_id]))[0]
 
     async def get_sessions(self, session_ids: list[str]) -> list[StoredSession]:
         """Read many sessions (GET and PTTL each) in one round trip."""
