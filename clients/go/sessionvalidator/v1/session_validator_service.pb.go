@@ -16,6 +16,7 @@ package sessionvalidatorv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -130,6 +131,12 @@ const (
 	// MALFORMED: the stored session is not readable JSON or has no `cookie`
 	// object (express-session answers such a request with an error).
 	Reason_REASON_CORRUPT_SESSION Reason = 11
+	// MALFORMED: the stored session is larger than the configured limit
+	// (SESSIONVALIDATOR_MAX_SESSION_BYTES); it is not read.
+	Reason_REASON_SESSION_TOO_LARGE Reason = 12
+	// MALFORMED: the stored session is encrypted (connect-mongo's `crypto`
+	// option) and cannot be read without the app's encryption secret.
+	Reason_REASON_SESSION_ENCRYPTED Reason = 13
 )
 
 // Enum value maps for Reason.
@@ -147,6 +154,8 @@ var (
 		9:  "REASON_SESSION_NOT_FOUND",
 		10: "REASON_SESSION_EXPIRED",
 		11: "REASON_CORRUPT_SESSION",
+		12: "REASON_SESSION_TOO_LARGE",
+		13: "REASON_SESSION_ENCRYPTED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":        0,
@@ -161,6 +170,8 @@ var (
 		"REASON_SESSION_NOT_FOUND":  9,
 		"REASON_SESSION_EXPIRED":    10,
 		"REASON_CORRUPT_SESSION":    11,
+		"REASON_SESSION_TOO_LARGE":  12,
+		"REASON_SESSION_ENCRYPTED":  13,
 	}
 )
 
@@ -189,6 +200,87 @@ func (x Reason) Number() protoreflect.EnumNumber {
 // Deprecated: Use Reason.Descriptor instead.
 func (Reason) EnumDescriptor() ([]byte, []int) {
 	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{1}
+}
+
+// ErrorReason names the `reason` of the google.rpc.ErrorInfo attached to every
+// error the service returns. On the wire ErrorInfo.reason is the value's name
+// without the ERROR_REASON_ prefix (for example "STORE_TIMEOUT"), as AIP-193
+// asks; this enum declares the set once for every language. The enum is open.
+type ErrorReason int32
+
+const (
+	// Never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// UNAVAILABLE: the session store refused, dropped or failed the request.
+	// Retryable, preferably on another replica.
+	ErrorReason_ERROR_REASON_STORE_UNAVAILABLE ErrorReason = 1
+	// UNAVAILABLE: the session store did not answer in time. Not retried
+	// (the server sends grpc-retry-pushback-ms: -1): a slow store is slow for
+	// every replica.
+	ErrorReason_ERROR_REASON_STORE_TIMEOUT ErrorReason = 2
+	// RESOURCE_EXHAUSTED: too many bad cookies from this caller; a RetryInfo
+	// says when to try again. ErrorInfo metadata `scope` is `client` or `peer`.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 3
+	// INVALID_ARGUMENT: a batch over the item count or byte budget.
+	ErrorReason_ERROR_REASON_BATCH_TOO_LARGE ErrorReason = 4
+	// INVALID_ARGUMENT: the request body is not a protobuf message.
+	ErrorReason_ERROR_REASON_MALFORMED_REQUEST ErrorReason = 5
+	// INTERNAL: a bug. The message is generic; the server logs the details.
+	ErrorReason_ERROR_REASON_INTERNAL_ERROR ErrorReason = 6
+	// UNAVAILABLE: the validator is over its bound on work in progress.
+	// Retryable with backoff.
+	ErrorReason_ERROR_REASON_OVERLOADED ErrorReason = 7
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_STORE_UNAVAILABLE",
+		2: "ERROR_REASON_STORE_TIMEOUT",
+		3: "ERROR_REASON_RATE_LIMITED",
+		4: "ERROR_REASON_BATCH_TOO_LARGE",
+		5: "ERROR_REASON_MALFORMED_REQUEST",
+		6: "ERROR_REASON_INTERNAL_ERROR",
+		7: "ERROR_REASON_OVERLOADED",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":       0,
+		"ERROR_REASON_STORE_UNAVAILABLE": 1,
+		"ERROR_REASON_STORE_TIMEOUT":     2,
+		"ERROR_REASON_RATE_LIMITED":      3,
+		"ERROR_REASON_BATCH_TOO_LARGE":   4,
+		"ERROR_REASON_MALFORMED_REQUEST": 5,
+		"ERROR_REASON_INTERNAL_ERROR":    6,
+		"ERROR_REASON_OVERLOADED":        7,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_sessionvalidator_v1_session_validator_service_proto_enumTypes[2].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_sessionvalidator_v1_session_validator_service_proto_enumTypes[2]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
 }
 
 // ValidateSessionRequest carries one credential, in the form the caller holds.
@@ -331,7 +423,11 @@ type ValidateSessionResponse struct {
 	// is being rotated out.
 	SecretIndex *uint32 `protobuf:"varint,7,opt,name=secret_index,json=secretIndex,proto3,oneof" json:"secret_index,omitempty"`
 	// The name of the cookie that was judged (the configured cookie name).
-	CookieName    string `protobuf:"bytes,8,opt,name=cookie_name,json=cookieName,proto3" json:"cookie_name,omitempty"`
+	CookieName string `protobuf:"bytes,8,opt,name=cookie_name,json=cookieName,proto3" json:"cookie_name,omitempty"`
+	// Set only inside a ValidateSessionsResponse, for a credential that got no
+	// verdict because it alone was refused; `verdict` is then
+	// VERDICT_UNSPECIFIED, which older clients already treat as "not valid".
+	Error         *ItemError `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +518,87 @@ func (x *ValidateSessionResponse) GetCookieName() string {
 	return ""
 }
 
+func (x *ValidateSessionResponse) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ItemError is why one credential of a batch got no verdict: the status the
+// same credential would have failed with in its own ValidateSession call.
+type ItemError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code, such as 8 (RESOURCE_EXHAUSTED).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The ErrorInfo reason of that status.
+	Reason ErrorReason `protobuf:"varint,2,opt,name=reason,proto3,enum=sessionvalidator.v1.ErrorReason" json:"reason,omitempty"`
+	// A message for people; never a cookie or a session id.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// When the credential may be tried again (RetryInfo.retry_delay), if known.
+	RetryDelay    *durationpb.Duration `protobuf:"bytes,4,opt,name=retry_delay,json=retryDelay,proto3" json:"retry_delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetReason() ErrorReason {
+	if x != nil {
+		return x.Reason
+	}
+	return ErrorReason_ERROR_REASON_UNSPECIFIED
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ItemError) GetRetryDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RetryDelay
+	}
+	return nil
+}
+
 // ValidateSessionsRequest carries several credentials.
 type ValidateSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -433,7 +610,7 @@ type ValidateSessionsRequest struct {
 
 func (x *ValidateSessionsRequest) Reset() {
 	*x = ValidateSessionsRequest{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +622,7 @@ func (x *ValidateSessionsRequest) String() string {
 func (*ValidateSessionsRequest) ProtoMessage() {}
 
 func (x *ValidateSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +635,7 @@ func (x *ValidateSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ValidateSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ValidateSessionsRequest) GetRequests() []*ValidateSessionRequest {
@@ -479,7 +656,7 @@ type ValidateSessionsResponse struct {
 
 func (x *ValidateSessionsResponse) Reset() {
 	*x = ValidateSessionsResponse{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +668,7 @@ func (x *ValidateSessionsResponse) String() string {
 func (*ValidateSessionsResponse) ProtoMessage() {}
 
 func (x *ValidateSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +681,7 @@ func (x *ValidateSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ValidateSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{3}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ValidateSessionsResponse) GetResponses() []*ValidateSessionResponse {
@@ -538,7 +715,7 @@ type UserProfile struct {
 
 func (x *UserProfile) Reset() {
 	*x = UserProfile{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +727,7 @@ func (x *UserProfile) String() string {
 func (*UserProfile) ProtoMessage() {}
 
 func (x *UserProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +740,7 @@ func (x *UserProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProfile.ProtoReflect.Descriptor instead.
 func (*UserProfile) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{4}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UserProfile) GetId() string {
@@ -612,13 +789,13 @@ var File_sessionvalidator_v1_session_validator_service_proto protoreflect.FileDe
 
 const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\n" +
-	"3sessionvalidator/v1/session_validator_service.proto\x12\x13sessionvalidator.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
+	"3sessionvalidator/v1/session_validator_service.proto\x12\x13sessionvalidator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
 	"\x16ValidateSessionRequest\x12%\n" +
 	"\rcookie_header\x18\x01 \x01(\fH\x00R\fcookieHeader\x12.\n" +
 	"\x12cookie_header_text\x18\x02 \x01(\tH\x00R\x10cookieHeaderText\x12#\n" +
 	"\fsigned_value\x18\x03 \x01(\tH\x00R\vsignedValueB\f\n" +
 	"\n" +
-	"credential\"\x98\x03\n" +
+	"credential\"\xce\x03\n" +
 	"\x17ValidateSessionResponse\x126\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x1c.sessionvalidator.v1.VerdictR\averdict\x123\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1b.sessionvalidator.v1.ReasonR\x06reason\x12\x1d\n" +
@@ -630,8 +807,15 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"expireTime\x12&\n" +
 	"\fsecret_index\x18\a \x01(\rH\x00R\vsecretIndex\x88\x01\x01\x12\x1f\n" +
 	"\vcookie_name\x18\b \x01(\tR\n" +
-	"cookieNameB\x0f\n" +
-	"\r_secret_index\"b\n" +
+	"cookieName\x124\n" +
+	"\x05error\x18\t \x01(\v2\x1e.sessionvalidator.v1.ItemErrorR\x05errorB\x0f\n" +
+	"\r_secret_index\"\xaf\x01\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x128\n" +
+	"\x06reason\x18\x02 \x01(\x0e2 .sessionvalidator.v1.ErrorReasonR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12:\n" +
+	"\vretry_delay\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryDelay\"b\n" +
 	"\x17ValidateSessionsRequest\x12G\n" +
 	"\brequests\x18\x01 \x03(\v2+.sessionvalidator.v1.ValidateSessionRequestR\brequests\"f\n" +
 	"\x18ValidateSessionsResponse\x12J\n" +
@@ -651,7 +835,7 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\x15VERDICT_BAD_SIGNATURE\x10\x02\x12\x15\n" +
 	"\x11VERDICT_MALFORMED\x10\x03\x12\x13\n" +
 	"\x0fVERDICT_EXPIRED\x10\x04\x12\x13\n" +
-	"\x0fVERDICT_MISSING\x10\x05*\xc5\x02\n" +
+	"\x0fVERDICT_MISSING\x10\x05*\x81\x03\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASON_SESSION_ACTIVE\x10\x01\x12\x14\n" +
@@ -665,7 +849,18 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\x18REASON_SESSION_NOT_FOUND\x10\t\x12\x1a\n" +
 	"\x16REASON_SESSION_EXPIRED\x10\n" +
 	"\x12\x1a\n" +
-	"\x16REASON_CORRUPT_SESSION\x10\v2\xf1\x01\n" +
+	"\x16REASON_CORRUPT_SESSION\x10\v\x12\x1c\n" +
+	"\x18REASON_SESSION_TOO_LARGE\x10\f\x12\x1c\n" +
+	"\x18REASON_SESSION_ENCRYPTED\x10\r*\x92\x02\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eERROR_REASON_STORE_UNAVAILABLE\x10\x01\x12\x1e\n" +
+	"\x1aERROR_REASON_STORE_TIMEOUT\x10\x02\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x03\x12 \n" +
+	"\x1cERROR_REASON_BATCH_TOO_LARGE\x10\x04\x12\"\n" +
+	"\x1eERROR_REASON_MALFORMED_REQUEST\x10\x05\x12\x1f\n" +
+	"\x1bERROR_REASON_INTERNAL_ERROR\x10\x06\x12\x1b\n" +
+	"\x17ERROR_REASON_OVERLOADED\x10\a2\xf1\x01\n" +
 	"\x10SessionValidator\x12l\n" +
 	"\x0fValidateSession\x12+.sessionvalidator.v1.ValidateSessionRequest\x1a,.sessionvalidator.v1.ValidateSessionResponse\x12o\n" +
 	"\x10ValidateSessions\x12,.sessionvalidator.v1.ValidateSessionsRequest\x1a-.sessionvalidator.v1.ValidateSessionsResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3"
@@ -682,36 +877,42 @@ func file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP() []by
 	return file_sessionvalidator_v1_session_validator_service_proto_rawDescData
 }
 
-var file_sessionvalidator_v1_session_validator_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sessionvalidator_v1_session_validator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sessionvalidator_v1_session_validator_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sessionvalidator_v1_session_validator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sessionvalidator_v1_session_validator_service_proto_goTypes = []any{
 	(Verdict)(0),                     // 0: sessionvalidator.v1.Verdict
 	(Reason)(0),                      // 1: sessionvalidator.v1.Reason
-	(*ValidateSessionRequest)(nil),   // 2: sessionvalidator.v1.ValidateSessionRequest
-	(*ValidateSessionResponse)(nil),  // 3: sessionvalidator.v1.ValidateSessionResponse
-	(*ValidateSessionsRequest)(nil),  // 4: sessionvalidator.v1.ValidateSessionsRequest
-	(*ValidateSessionsResponse)(nil), // 5: sessionvalidator.v1.ValidateSessionsResponse
-	(*UserProfile)(nil),              // 6: sessionvalidator.v1.UserProfile
-	(*timestamppb.Timestamp)(nil),    // 7: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),          // 8: google.protobuf.Struct
+	(ErrorReason)(0),                 // 2: sessionvalidator.v1.ErrorReason
+	(*ValidateSessionRequest)(nil),   // 3: sessionvalidator.v1.ValidateSessionRequest
+	(*ValidateSessionResponse)(nil),  // 4: sessionvalidator.v1.ValidateSessionResponse
+	(*ItemError)(nil),                // 5: sessionvalidator.v1.ItemError
+	(*ValidateSessionsRequest)(nil),  // 6: sessionvalidator.v1.ValidateSessionsRequest
+	(*ValidateSessionsResponse)(nil), // 7: sessionvalidator.v1.ValidateSessionsResponse
+	(*UserProfile)(nil),              // 8: sessionvalidator.v1.UserProfile
+	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 10: google.protobuf.Duration
+	(*structpb.Struct)(nil),          // 11: google.protobuf.Struct
 }
 var file_sessionvalidator_v1_session_validator_service_proto_depIdxs = []int32{
-	0, // 0: sessionvalidator.v1.ValidateSessionResponse.verdict:type_name -> sessionvalidator.v1.Verdict
-	1, // 1: sessionvalidator.v1.ValidateSessionResponse.reason:type_name -> sessionvalidator.v1.Reason
-	6, // 2: sessionvalidator.v1.ValidateSessionResponse.user:type_name -> sessionvalidator.v1.UserProfile
-	7, // 3: sessionvalidator.v1.ValidateSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
-	2, // 4: sessionvalidator.v1.ValidateSessionsRequest.requests:type_name -> sessionvalidator.v1.ValidateSessionRequest
-	3, // 5: sessionvalidator.v1.ValidateSessionsResponse.responses:type_name -> sessionvalidator.v1.ValidateSessionResponse
-	8, // 6: sessionvalidator.v1.UserProfile.attributes:type_name -> google.protobuf.Struct
-	2, // 7: sessionvalidator.v1.SessionValidator.ValidateSession:input_type -> sessionvalidator.v1.ValidateSessionRequest
-	4, // 8: sessionvalidator.v1.SessionValidator.ValidateSessions:input_type -> sessionvalidator.v1.ValidateSessionsRequest
-	3, // 9: sessionvalidator.v1.SessionValidator.ValidateSession:output_type -> sessionvalidator.v1.ValidateSessionResponse
-	5, // 10: sessionvalidator.v1.SessionValidator.ValidateSessions:output_type -> sessionvalidator.v1.ValidateSessionsResponse
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: sessionvalidator.v1.ValidateSessionResponse.verdict:type_name -> sessionvalidator.v1.Verdict
+	1,  // 1: sessionvalidator.v1.ValidateSessionResponse.reason:type_name -> sessionvalidator.v1.Reason
+	8,  // 2: sessionvalidator.v1.ValidateSessionResponse.user:type_name -> sessionvalidator.v1.UserProfile
+	9,  // 3: sessionvalidator.v1.ValidateSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 4: sessionvalidator.v1.ValidateSessionResponse.error:type_name -> sessionvalidator.v1.ItemError
+	2,  // 5: sessionvalidator.v1.ItemError.reason:type_name -> sessionvalidator.v1.ErrorReason
+	10, // 6: sessionvalidator.v1.ItemError.retry_delay:type_name -> google.protobuf.Duration
+	3,  // 7: sessionvalidator.v1.ValidateSessionsRequest.requests:type_name -> sessionvalidator.v1.ValidateSessionRequest
+	4,  // 8: sessionvalidator.v1.ValidateSessionsResponse.responses:type_name -> sessionvalidator.v1.ValidateSessionResponse
+	11, // 9: sessionvalidator.v1.UserProfile.attributes:type_name -> google.protobuf.Struct
+	3,  // 10: sessionvalidator.v1.SessionValidator.ValidateSession:input_type -> sessionvalidator.v1.ValidateSessionRequest
+	6,  // 11: sessionvalidator.v1.SessionValidator.ValidateSessions:input_type -> sessionvalidator.v1.ValidateSessionsRequest
+	4,  // 12: sessionvalidator.v1.SessionValidator.ValidateSession:output_type -> sessionvalidator.v1.ValidateSessionResponse
+	7,  // 13: sessionvalidator.v1.SessionValidator.ValidateSessions:output_type -> sessionvalidator.v1.ValidateSessionsResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sessionvalidator_v1_session_validator_service_proto_init() }
@@ -730,8 +931,8 @@ func file_sessionvalidator_v1_session_validator_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionvalidator_v1_session_validator_service_proto_rawDesc), len(file_sessionvalidator_v1_session_validator_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   5,
+			NumEnums:      3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

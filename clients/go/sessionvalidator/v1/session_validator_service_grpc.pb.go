@@ -38,10 +38,16 @@ const (
 // (or the bare cookie value) that an Express app issued.
 //
 // Every cookie, however broken, gets an OK response carrying a Verdict.
-// A gRPC error means the validator could not decide:
-//   - UNAVAILABLE (ErrorInfo reason STORE_UNAVAILABLE or STORE_TIMEOUT): the
-//     session store could not be read. Retryable; never a verdict.
-//   - INTERNAL (ErrorInfo reason INTERNAL_ERROR): a bug; the message is generic.
+// A gRPC error means the validator could not decide. Each error carries a
+// google.rpc.ErrorInfo (domain "sessionvalidator.v1") whose `reason` is one of
+// the ErrorReason names below, without the ERROR_REASON_ prefix:
+//   - UNAVAILABLE (STORE_UNAVAILABLE, STORE_TIMEOUT): the session store could
+//     not be read. Never a verdict.
+//   - UNAVAILABLE (OVERLOADED): the validator itself is too busy. Retry with
+//     backoff, preferably on another replica.
+//   - RESOURCE_EXHAUSTED (RATE_LIMITED): too many bad cookies from the caller.
+//   - INVALID_ARGUMENT (BATCH_TOO_LARGE, MALFORMED_REQUEST).
+//   - INTERNAL (INTERNAL_ERROR): a bug; the message is generic.
 //   - DEADLINE_EXCEEDED: the caller's deadline passed first.
 type SessionValidatorClient interface {
 	// ValidateSession judges one credential.
@@ -49,9 +55,13 @@ type SessionValidatorClient interface {
 	// ValidateSessions judges up to 256 credentials in one call, with one
 	// store round trip for all of them (plus one for user records, when
 	// configured): for gateways and fan-out callers. Each credential gets the
-	// answer ValidateSession would give it. A store failure fails the whole
-	// call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
-	// (ErrorInfo reason BATCH_TOO_LARGE).
+	// answer ValidateSession would give it, or, when that one credential was
+	// refused (a bad attempt over the caller's rate limit), an `error` of its
+	// own while the others keep their verdicts. Only what concerns the whole
+	// call fails it: a store failure (UNAVAILABLE), overload (UNAVAILABLE,
+	// OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
+	// credentials or more than 1 MiB of them (INVALID_ARGUMENT,
+	// BATCH_TOO_LARGE).
 	ValidateSessions(ctx context.Context, in *ValidateSessionsRequest, opts ...grpc.CallOption) (*ValidateSessionsResponse, error)
 }
 
@@ -91,10 +101,16 @@ func (c *sessionValidatorClient) ValidateSessions(ctx context.Context, in *Valid
 // (or the bare cookie value) that an Express app issued.
 //
 // Every cookie, however broken, gets an OK response carrying a Verdict.
-// A gRPC error means the validator could not decide:
-//   - UNAVAILABLE (ErrorInfo reason STORE_UNAVAILABLE or STORE_TIMEOUT): the
-//     session store could not be read. Retryable; never a verdict.
-//   - INTERNAL (ErrorInfo reason INTERNAL_ERROR): a bug; the message is generic.
+// A gRPC error means the validator could not decide. Each error carries a
+// google.rpc.ErrorInfo (domain "sessionvalidator.v1") whose `reason` is one of
+// the ErrorReason names below, without the ERROR_REASON_ prefix:
+//   - UNAVAILABLE (STORE_UNAVAILABLE, STORE_TIMEOUT): the session store could
+//     not be read. Never a verdict.
+//   - UNAVAILABLE (OVERLOADED): the validator itself is too busy. Retry with
+//     backoff, preferably on another replica.
+//   - RESOURCE_EXHAUSTED (RATE_LIMITED): too many bad cookies from the caller.
+//   - INVALID_ARGUMENT (BATCH_TOO_LARGE, MALFORMED_REQUEST).
+//   - INTERNAL (INTERNAL_ERROR): a bug; the message is generic.
 //   - DEADLINE_EXCEEDED: the caller's deadline passed first.
 type SessionValidatorServer interface {
 	// ValidateSession judges one credential.
@@ -102,9 +118,13 @@ type SessionValidatorServer interface {
 	// ValidateSessions judges up to 256 credentials in one call, with one
 	// store round trip for all of them (plus one for user records, when
 	// configured): for gateways and fan-out callers. Each credential gets the
-	// answer ValidateSession would give it. A store failure fails the whole
-	// call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
-	// (ErrorInfo reason BATCH_TOO_LARGE).
+	// answer ValidateSession would give it, or, when that one credential was
+	// refused (a bad attempt over the caller's rate limit), an `error` of its
+	// own while the others keep their verdicts. Only what concerns the whole
+	// call fails it: a store failure (UNAVAILABLE), overload (UNAVAILABLE,
+	// OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
+	// credentials or more than 1 MiB of them (INVALID_ARGUMENT,
+	// BATCH_TOO_LARGE).
 	ValidateSessions(context.Context, *ValidateSessionsRequest) (*ValidateSessionsResponse, error)
 	mustEmbedUnimplementedSessionValidatorServer()
 }

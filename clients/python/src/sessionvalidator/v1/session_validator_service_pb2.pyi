@@ -11,6 +11,7 @@ reused. `buf breaking` (WIRE_JSON) guards this in CI.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -110,6 +111,14 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """MALFORMED: the stored session is not readable JSON or has no `cookie`
     object (express-session answers such a request with an error).
     """
+    REASON_SESSION_TOO_LARGE: _Reason.ValueType  # 12
+    """MALFORMED: the stored session is larger than the configured limit
+    (SESSIONVALIDATOR_MAX_SESSION_BYTES); it is not read.
+    """
+    REASON_SESSION_ENCRYPTED: _Reason.ValueType  # 13
+    """MALFORMED: the stored session is encrypted (connect-mongo's `crypto`
+    option) and cannot be read without the app's encryption secret.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason is the finer cause behind a Verdict. The enum is open: new values
@@ -142,7 +151,81 @@ REASON_CORRUPT_SESSION: Reason.ValueType  # 11
 """MALFORMED: the stored session is not readable JSON or has no `cookie`
 object (express-session answers such a request with an error).
 """
+REASON_SESSION_TOO_LARGE: Reason.ValueType  # 12
+"""MALFORMED: the stored session is larger than the configured limit
+(SESSIONVALIDATOR_MAX_SESSION_BYTES); it is not read.
+"""
+REASON_SESSION_ENCRYPTED: Reason.ValueType  # 13
+"""MALFORMED: the stored session is encrypted (connect-mongo's `crypto`
+option) and cannot be read without the app's encryption secret.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
+
+class _ErrorReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERROR_REASON_UNSPECIFIED: _ErrorReason.ValueType  # 0
+    """Never sent."""
+    ERROR_REASON_STORE_UNAVAILABLE: _ErrorReason.ValueType  # 1
+    """UNAVAILABLE: the session store refused, dropped or failed the request.
+    Retryable, preferably on another replica.
+    """
+    ERROR_REASON_STORE_TIMEOUT: _ErrorReason.ValueType  # 2
+    """UNAVAILABLE: the session store did not answer in time. Not retried
+    (the server sends grpc-retry-pushback-ms: -1): a slow store is slow for
+    every replica.
+    """
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 3
+    """RESOURCE_EXHAUSTED: too many bad cookies from this caller; a RetryInfo
+    says when to try again. ErrorInfo metadata `scope` is `client` or `peer`.
+    """
+    ERROR_REASON_BATCH_TOO_LARGE: _ErrorReason.ValueType  # 4
+    """INVALID_ARGUMENT: a batch over the item count or byte budget."""
+    ERROR_REASON_MALFORMED_REQUEST: _ErrorReason.ValueType  # 5
+    """INVALID_ARGUMENT: the request body is not a protobuf message."""
+    ERROR_REASON_INTERNAL_ERROR: _ErrorReason.ValueType  # 6
+    """INTERNAL: a bug. The message is generic; the server logs the details."""
+    ERROR_REASON_OVERLOADED: _ErrorReason.ValueType  # 7
+    """UNAVAILABLE: the validator is over its bound on work in progress.
+    Retryable with backoff.
+    """
+
+class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
+    """ErrorReason names the `reason` of the google.rpc.ErrorInfo attached to every
+    error the service returns. On the wire ErrorInfo.reason is the value's name
+    without the ERROR_REASON_ prefix (for example "STORE_TIMEOUT"), as AIP-193
+    asks; this enum declares the set once for every language. The enum is open.
+    """
+
+ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
+"""Never sent."""
+ERROR_REASON_STORE_UNAVAILABLE: ErrorReason.ValueType  # 1
+"""UNAVAILABLE: the session store refused, dropped or failed the request.
+Retryable, preferably on another replica.
+"""
+ERROR_REASON_STORE_TIMEOUT: ErrorReason.ValueType  # 2
+"""UNAVAILABLE: the session store did not answer in time. Not retried
+(the server sends grpc-retry-pushback-ms: -1): a slow store is slow for
+every replica.
+"""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 3
+"""RESOURCE_EXHAUSTED: too many bad cookies from this caller; a RetryInfo
+says when to try again. ErrorInfo metadata `scope` is `client` or `peer`.
+"""
+ERROR_REASON_BATCH_TOO_LARGE: ErrorReason.ValueType  # 4
+"""INVALID_ARGUMENT: a batch over the item count or byte budget."""
+ERROR_REASON_MALFORMED_REQUEST: ErrorReason.ValueType  # 5
+"""INVALID_ARGUMENT: the request body is not a protobuf message."""
+ERROR_REASON_INTERNAL_ERROR: ErrorReason.ValueType  # 6
+"""INTERNAL: a bug. The message is generic; the server logs the details."""
+ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 7
+"""UNAVAILABLE: the validator is over its bound on work in progress.
+Retryable with backoff.
+"""
+Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
 class ValidateSessionRequest(_message.Message):
@@ -202,6 +285,7 @@ class ValidateSessionResponse(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     SECRET_INDEX_FIELD_NUMBER: _builtins.int
     COOKIE_NAME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     verdict: Global___Verdict.ValueType
     """The outcome. Never VERDICT_UNSPECIFIED."""
     reason: Global___Reason.ValueType
@@ -234,6 +318,13 @@ class ValidateSessionResponse(_message.Message):
         (a browser-session cookie kept in a store without TTL).
         """
 
+    @_builtins.property
+    def error(self) -> Global___ItemError:
+        """Set only inside a ValidateSessionsResponse, for a credential that got no
+        verdict because it alone was refused; `verdict` is then
+        VERDICT_UNSPECIFIED, which older clients already treat as "not valid".
+        """
+
     def __init__(
         self,
         *,
@@ -245,16 +336,55 @@ class ValidateSessionResponse(_message.Message):
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         secret_index: _builtins.int | None = ...,
         cookie_name: _builtins.str = ...,
+        error: Global___ItemError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "expire_time", b"expire_time", "secret_index", b"secret_index", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "error", b"error", "expire_time", b"expire_time", "secret_index", b"secret_index", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "authenticated", b"authenticated", "cookie_name", b"cookie_name", "expire_time", b"expire_time", "reason", b"reason", "secret_index", b"secret_index", "session_id", b"session_id", "user", b"user", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "authenticated", b"authenticated", "cookie_name", b"cookie_name", "error", b"error", "expire_time", b"expire_time", "reason", b"reason", "secret_index", b"secret_index", "session_id", b"session_id", "user", b"user", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__secret_index: _TypeAlias = _typing.Literal["secret_index"]  # noqa: Y015
     _WhichOneofArgType__secret_index: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__secret_index) -> _WhichOneofReturnType__secret_index | None: ...
 
 Global___ValidateSessionResponse: _TypeAlias = ValidateSessionResponse  # noqa: Y015
+
+@_typing.final
+class ItemError(_message.Message):
+    """ItemError is why one credential of a batch got no verdict: the status the
+    same credential would have failed with in its own ValidateSession call.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RETRY_DELAY_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code, such as 8 (RESOURCE_EXHAUSTED)."""
+    reason: Global___ErrorReason.ValueType
+    """The ErrorInfo reason of that status."""
+    message: _builtins.str
+    """A message for people; never a cookie or a session id."""
+    @_builtins.property
+    def retry_delay(self) -> _duration_pb2.Duration:
+        """When the credential may be tried again (RetryInfo.retry_delay), if known."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        reason: Global___ErrorReason.ValueType = ...,
+        message: _builtins.str = ...,
+        retry_delay: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_delay", b"retry_delay"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "reason", b"reason", "retry_delay", b"retry_delay"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemError: _TypeAlias = ItemError  # noqa: Y015
 
 @_typing.final
 class ValidateSessionsRequest(_message.Message):

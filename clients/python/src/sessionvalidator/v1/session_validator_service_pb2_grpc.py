@@ -30,10 +30,16 @@ class SessionValidatorStub:
     (or the bare cookie value) that an Express app issued.
 
     Every cookie, however broken, gets an OK response carrying a Verdict.
-    A gRPC error means the validator could not decide:
-    - UNAVAILABLE (ErrorInfo reason STORE_UNAVAILABLE or STORE_TIMEOUT): the
-    session store could not be read. Retryable; never a verdict.
-    - INTERNAL (ErrorInfo reason INTERNAL_ERROR): a bug; the message is generic.
+    A gRPC error means the validator could not decide. Each error carries a
+    google.rpc.ErrorInfo (domain "sessionvalidator.v1") whose `reason` is one of
+    the ErrorReason names below, without the ERROR_REASON_ prefix:
+    - UNAVAILABLE (STORE_UNAVAILABLE, STORE_TIMEOUT): the session store could
+    not be read. Never a verdict.
+    - UNAVAILABLE (OVERLOADED): the validator itself is too busy. Retry with
+    backoff, preferably on another replica.
+    - RESOURCE_EXHAUSTED (RATE_LIMITED): too many bad cookies from the caller.
+    - INVALID_ARGUMENT (BATCH_TOO_LARGE, MALFORMED_REQUEST).
+    - INTERNAL (INTERNAL_ERROR): a bug; the message is generic.
     - DEADLINE_EXCEEDED: the caller's deadline passed first.
     """
 
@@ -60,10 +66,16 @@ class SessionValidatorServicer:
     (or the bare cookie value) that an Express app issued.
 
     Every cookie, however broken, gets an OK response carrying a Verdict.
-    A gRPC error means the validator could not decide:
-    - UNAVAILABLE (ErrorInfo reason STORE_UNAVAILABLE or STORE_TIMEOUT): the
-    session store could not be read. Retryable; never a verdict.
-    - INTERNAL (ErrorInfo reason INTERNAL_ERROR): a bug; the message is generic.
+    A gRPC error means the validator could not decide. Each error carries a
+    google.rpc.ErrorInfo (domain "sessionvalidator.v1") whose `reason` is one of
+    the ErrorReason names below, without the ERROR_REASON_ prefix:
+    - UNAVAILABLE (STORE_UNAVAILABLE, STORE_TIMEOUT): the session store could
+    not be read. Never a verdict.
+    - UNAVAILABLE (OVERLOADED): the validator itself is too busy. Retry with
+    backoff, preferably on another replica.
+    - RESOURCE_EXHAUSTED (RATE_LIMITED): too many bad cookies from the caller.
+    - INVALID_ARGUMENT (BATCH_TOO_LARGE, MALFORMED_REQUEST).
+    - INTERNAL (INTERNAL_ERROR): a bug; the message is generic.
     - DEADLINE_EXCEEDED: the caller's deadline passed first.
     """
 
@@ -78,9 +90,13 @@ class SessionValidatorServicer:
         """ValidateSessions judges up to 256 credentials in one call, with one
         store round trip for all of them (plus one for user records, when
         configured): for gateways and fan-out callers. Each credential gets the
-        answer ValidateSession would give it. A store failure fails the whole
-        call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
-        (ErrorInfo reason BATCH_TOO_LARGE).
+        answer ValidateSession would give it, or, when that one credential was
+        refused (a bad attempt over the caller's rate limit), an `error` of its
+        own while the others keep their verdicts. Only what concerns the whole
+        call fails it: a store failure (UNAVAILABLE), overload (UNAVAILABLE,
+        OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
+        credentials or more than 1 MiB of them (INVALID_ARGUMENT,
+        BATCH_TOO_LARGE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,10 +128,16 @@ class SessionValidator:
     (or the bare cookie value) that an Express app issued.
 
     Every cookie, however broken, gets an OK response carrying a Verdict.
-    A gRPC error means the validator could not decide:
-    - UNAVAILABLE (ErrorInfo reason STORE_UNAVAILABLE or STORE_TIMEOUT): the
-    session store could not be read. Retryable; never a verdict.
-    - INTERNAL (ErrorInfo reason INTERNAL_ERROR): a bug; the message is generic.
+    A gRPC error means the validator could not decide. Each error carries a
+    google.rpc.ErrorInfo (domain "sessionvalidator.v1") whose `reason` is one of
+    the ErrorReason names below, without the ERROR_REASON_ prefix:
+    - UNAVAILABLE (STORE_UNAVAILABLE, STORE_TIMEOUT): the session store could
+    not be read. Never a verdict.
+    - UNAVAILABLE (OVERLOADED): the validator itself is too busy. Retry with
+    backoff, preferably on another replica.
+    - RESOURCE_EXHAUSTED (RATE_LIMITED): too many bad cookies from the caller.
+    - INVALID_ARGUMENT (BATCH_TOO_LARGE, MALFORMED_REQUEST).
+    - INTERNAL (INTERNAL_ERROR): a bug; the message is generic.
     - DEADLINE_EXCEEDED: the caller's deadline passed first.
     """
 

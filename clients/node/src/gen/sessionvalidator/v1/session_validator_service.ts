@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Duration } from "../../google/protobuf/duration";
 import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
@@ -143,6 +144,16 @@ export enum Reason {
    * object (express-session answers such a request with an error).
    */
   REASON_CORRUPT_SESSION = 11,
+  /**
+   * REASON_SESSION_TOO_LARGE - MALFORMED: the stored session is larger than the configured limit
+   * (SESSIONVALIDATOR_MAX_SESSION_BYTES); it is not read.
+   */
+  REASON_SESSION_TOO_LARGE = 12,
+  /**
+   * REASON_SESSION_ENCRYPTED - MALFORMED: the stored session is encrypted (connect-mongo's `crypto`
+   * option) and cannot be read without the app's encryption secret.
+   */
+  REASON_SESSION_ENCRYPTED = 13,
   UNRECOGNIZED = -1,
 }
 
@@ -184,6 +195,12 @@ export function reasonFromJSON(object: any): Reason {
     case 11:
     case "REASON_CORRUPT_SESSION":
       return Reason.REASON_CORRUPT_SESSION;
+    case 12:
+    case "REASON_SESSION_TOO_LARGE":
+      return Reason.REASON_SESSION_TOO_LARGE;
+    case 13:
+    case "REASON_SESSION_ENCRYPTED":
+      return Reason.REASON_SESSION_ENCRYPTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -217,7 +234,107 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_SESSION_EXPIRED";
     case Reason.REASON_CORRUPT_SESSION:
       return "REASON_CORRUPT_SESSION";
+    case Reason.REASON_SESSION_TOO_LARGE:
+      return "REASON_SESSION_TOO_LARGE";
+    case Reason.REASON_SESSION_ENCRYPTED:
+      return "REASON_SESSION_ENCRYPTED";
     case Reason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * ErrorReason names the `reason` of the google.rpc.ErrorInfo attached to every
+ * error the service returns. On the wire ErrorInfo.reason is the value's name
+ * without the ERROR_REASON_ prefix (for example "STORE_TIMEOUT"), as AIP-193
+ * asks; this enum declares the set once for every language. The enum is open.
+ */
+export enum ErrorReason {
+  /** ERROR_REASON_UNSPECIFIED - Never sent. */
+  ERROR_REASON_UNSPECIFIED = 0,
+  /**
+   * ERROR_REASON_STORE_UNAVAILABLE - UNAVAILABLE: the session store refused, dropped or failed the request.
+   * Retryable, preferably on another replica.
+   */
+  ERROR_REASON_STORE_UNAVAILABLE = 1,
+  /**
+   * ERROR_REASON_STORE_TIMEOUT - UNAVAILABLE: the session store did not answer in time. Not retried
+   * (the server sends grpc-retry-pushback-ms: -1): a slow store is slow for
+   * every replica.
+   */
+  ERROR_REASON_STORE_TIMEOUT = 2,
+  /**
+   * ERROR_REASON_RATE_LIMITED - RESOURCE_EXHAUSTED: too many bad cookies from this caller; a RetryInfo
+   * says when to try again. ErrorInfo metadata `scope` is `client` or `peer`.
+   */
+  ERROR_REASON_RATE_LIMITED = 3,
+  /** ERROR_REASON_BATCH_TOO_LARGE - INVALID_ARGUMENT: a batch over the item count or byte budget. */
+  ERROR_REASON_BATCH_TOO_LARGE = 4,
+  /** ERROR_REASON_MALFORMED_REQUEST - INVALID_ARGUMENT: the request body is not a protobuf message. */
+  ERROR_REASON_MALFORMED_REQUEST = 5,
+  /** ERROR_REASON_INTERNAL_ERROR - INTERNAL: a bug. The message is generic; the server logs the details. */
+  ERROR_REASON_INTERNAL_ERROR = 6,
+  /**
+   * ERROR_REASON_OVERLOADED - UNAVAILABLE: the validator is over its bound on work in progress.
+   * Retryable with backoff.
+   */
+  ERROR_REASON_OVERLOADED = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function errorReasonFromJSON(object: any): ErrorReason {
+  switch (object) {
+    case 0:
+    case "ERROR_REASON_UNSPECIFIED":
+      return ErrorReason.ERROR_REASON_UNSPECIFIED;
+    case 1:
+    case "ERROR_REASON_STORE_UNAVAILABLE":
+      return ErrorReason.ERROR_REASON_STORE_UNAVAILABLE;
+    case 2:
+    case "ERROR_REASON_STORE_TIMEOUT":
+      return ErrorReason.ERROR_REASON_STORE_TIMEOUT;
+    case 3:
+    case "ERROR_REASON_RATE_LIMITED":
+      return ErrorReason.ERROR_REASON_RATE_LIMITED;
+    case 4:
+    case "ERROR_REASON_BATCH_TOO_LARGE":
+      return ErrorReason.ERROR_REASON_BATCH_TOO_LARGE;
+    case 5:
+    case "ERROR_REASON_MALFORMED_REQUEST":
+      return ErrorReason.ERROR_REASON_MALFORMED_REQUEST;
+    case 6:
+    case "ERROR_REASON_INTERNAL_ERROR":
+      return ErrorReason.ERROR_REASON_INTERNAL_ERROR;
+    case 7:
+    case "ERROR_REASON_OVERLOADED":
+      return ErrorReason.ERROR_REASON_OVERLOADED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ErrorReason.UNRECOGNIZED;
+  }
+}
+
+export function errorReasonToJSON(object: ErrorReason): string {
+  switch (object) {
+    case ErrorReason.ERROR_REASON_UNSPECIFIED:
+      return "ERROR_REASON_UNSPECIFIED";
+    case ErrorReason.ERROR_REASON_STORE_UNAVAILABLE:
+      return "ERROR_REASON_STORE_UNAVAILABLE";
+    case ErrorReason.ERROR_REASON_STORE_TIMEOUT:
+      return "ERROR_REASON_STORE_TIMEOUT";
+    case ErrorReason.ERROR_REASON_RATE_LIMITED:
+      return "ERROR_REASON_RATE_LIMITED";
+    case ErrorReason.ERROR_REASON_BATCH_TOO_LARGE:
+      return "ERROR_REASON_BATCH_TOO_LARGE";
+    case ErrorReason.ERROR_REASON_MALFORMED_REQUEST:
+      return "ERROR_REASON_MALFORMED_REQUEST";
+    case ErrorReason.ERROR_REASON_INTERNAL_ERROR:
+      return "ERROR_REASON_INTERNAL_ERROR";
+    case ErrorReason.ERROR_REASON_OVERLOADED:
+      return "ERROR_REASON_OVERLOADED";
+    case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -297,6 +414,27 @@ export interface ValidateSessionResponse {
     | undefined;
   /** The name of the cookie that was judged (the configured cookie name). */
   cookieName: string;
+  /**
+   * Set only inside a ValidateSessionsResponse, for a credential that got no
+   * verdict because it alone was refused; `verdict` is then
+   * VERDICT_UNSPECIFIED, which older clients already treat as "not valid".
+   */
+  error?: ItemError | undefined;
+}
+
+/**
+ * ItemError is why one credential of a batch got no verdict: the status the
+ * same credential would have failed with in its own ValidateSession call.
+ */
+export interface ItemError {
+  /** The gRPC status code, such as 8 (RESOURCE_EXHAUSTED). */
+  code: number;
+  /** The ErrorInfo reason of that status. */
+  reason: ErrorReason;
+  /** A message for people; never a cookie or a session id. */
+  message: string;
+  /** When the credential may be tried again (RetryInfo.retry_delay), if known. */
+  retryDelay?: Duration | undefined;
 }
 
 /** ValidateSessionsRequest carries several credentials. */
@@ -474,6 +612,7 @@ function createBaseValidateSessionResponse(): ValidateSessionResponse {
     expireTime: undefined,
     secretIndex: undefined,
     cookieName: "",
+    error: undefined,
   };
 }
 
@@ -502,6 +641,9 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     }
     if (message.cookieName !== "") {
       writer.uint32(66).string(message.cookieName);
+    }
+    if (message.error !== undefined) {
+      ItemError.encode(message.error, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -583,6 +725,14 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
             message.cookieName = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.error = ItemError.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -621,6 +771,7 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
         : isSet(object.cookie_name)
         ? globalThis.String(object.cookie_name)
         : "",
+      error: isSet(object.error) ? ItemError.fromJSON(object.error) : undefined,
     };
   },
 
@@ -650,6 +801,9 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     if (message.cookieName !== "") {
       obj.cookieName = message.cookieName;
     }
+    if (message.error !== undefined) {
+      obj.error = ItemError.toJSON(message.error);
+    }
     return obj;
   },
 
@@ -668,6 +822,132 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     message.expireTime = object.expireTime ?? undefined;
     message.secretIndex = object.secretIndex ?? undefined;
     message.cookieName = object.cookieName ?? "";
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ItemError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseItemError(): ItemError {
+  return { code: 0, reason: 0, message: "", retryDelay: undefined };
+}
+
+export const ItemError: MessageFns<ItemError> = {
+  encode(message: ItemError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(16).int32(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    if (message.retryDelay !== undefined) {
+      Duration.encode(message.retryDelay, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ItemError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseItemError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.retryDelay = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ItemError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      reason: isSet(object.reason) ? errorReasonFromJSON(object.reason) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      retryDelay: isSet(object.retryDelay)
+        ? Duration.fromJSON(object.retryDelay)
+        : isSet(object.retry_delay)
+        ? Duration.fromJSON(object.retry_delay)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ItemError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.reason !== 0) {
+      obj.reason = errorReasonToJSON(message.reason);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.retryDelay !== undefined) {
+      obj.retryDelay = Duration.toJSON(message.retryDelay);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ItemError>, I>>(base?: I): ItemError {
+    return ItemError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ItemError>, I>>(object: I): ItemError {
+    const message = createBaseItemError();
+    message.code = object.code ?? 0;
+    message.reason = object.reason ?? 0;
+    message.message = object.message ?? "";
+    message.retryDelay = (object.retryDelay !== undefined && object.retryDelay !== null)
+      ? Duration.fromPartial(object.retryDelay)
+      : undefined;
     return message;
   },
 };
@@ -972,10 +1252,16 @@ export const UserProfile: MessageFns<UserProfile> = {
  * (or the bare cookie value) that an Express app issued.
  *
  * Every cookie, however broken, gets an OK response carrying a Verdict.
- * A gRPC error means the validator could not decide:
- *   - UNAVAILABLE (ErrorInfo reason STORE_UNAVAILABLE or STORE_TIMEOUT): the
- *     session store could not be read. Retryable; never a verdict.
- *   - INTERNAL (ErrorInfo reason INTERNAL_ERROR): a bug; the message is generic.
+ * A gRPC error means the validator could not decide. Each error carries a
+ * google.rpc.ErrorInfo (domain "sessionvalidator.v1") whose `reason` is one of
+ * the ErrorReason names below, without the ERROR_REASON_ prefix:
+ *   - UNAVAILABLE (STORE_UNAVAILABLE, STORE_TIMEOUT): the session store could
+ *     not be read. Never a verdict.
+ *   - UNAVAILABLE (OVERLOADED): the validator itself is too busy. Retry with
+ *     backoff, preferably on another replica.
+ *   - RESOURCE_EXHAUSTED (RATE_LIMITED): too many bad cookies from the caller.
+ *   - INVALID_ARGUMENT (BATCH_TOO_LARGE, MALFORMED_REQUEST).
+ *   - INTERNAL (INTERNAL_ERROR): a bug; the message is generic.
  *   - DEADLINE_EXCEEDED: the caller's deadline passed first.
  */
 export type SessionValidatorService = typeof SessionValidatorService;
@@ -996,9 +1282,13 @@ export const SessionValidatorService = {
    * ValidateSessions judges up to 256 credentials in one call, with one
    * store round trip for all of them (plus one for user records, when
    * configured): for gateways and fan-out callers. Each credential gets the
-   * answer ValidateSession would give it. A store failure fails the whole
-   * call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
-   * (ErrorInfo reason BATCH_TOO_LARGE).
+   * answer ValidateSession would give it, or, when that one credential was
+   * refused (a bad attempt over the caller's rate limit), an `error` of its
+   * own while the others keep their verdicts. Only what concerns the whole
+   * call fails it: a store failure (UNAVAILABLE), overload (UNAVAILABLE,
+   * OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
+   * credentials or more than 1 MiB of them (INVALID_ARGUMENT,
+   * BATCH_TOO_LARGE).
    */
   validateSessions: {
     path: "/sessionvalidator.v1.SessionValidator/ValidateSessions" as const,
@@ -1020,9 +1310,13 @@ export interface SessionValidatorServer extends UntypedServiceImplementation {
    * ValidateSessions judges up to 256 credentials in one call, with one
    * store round trip for all of them (plus one for user records, when
    * configured): for gateways and fan-out callers. Each credential gets the
-   * answer ValidateSession would give it. A store failure fails the whole
-   * call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
-   * (ErrorInfo reason BATCH_TOO_LARGE).
+   * answer ValidateSession would give it, or, when that one credential was
+   * refused (a bad attempt over the caller's rate limit), an `error` of its
+   * own while the others keep their verdicts. Only what concerns the whole
+   * call fails it: a store failure (UNAVAILABLE), overload (UNAVAILABLE,
+   * OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
+   * credentials or more than 1 MiB of them (INVALID_ARGUMENT,
+   * BATCH_TOO_LARGE).
    */
   validateSessions: handleUnaryCall<ValidateSessionsRequest, ValidateSessionsResponse>;
 }
@@ -1048,9 +1342,13 @@ export interface SessionValidatorClient extends Client {
    * ValidateSessions judges up to 256 credentials in one call, with one
    * store round trip for all of them (plus one for user records, when
    * configured): for gateways and fan-out callers. Each credential gets the
-   * answer ValidateSession would give it. A store failure fails the whole
-   * call with UNAVAILABLE; more than 256 credentials is INVALID_ARGUMENT
-   * (ErrorInfo reason BATCH_TOO_LARGE).
+   * answer ValidateSession would give it, or, when that one credential was
+   * refused (a bad attempt over the caller's rate limit), an `error` of its
+   * own while the others keep their verdicts. Only what concerns the whole
+   * call fails it: a store failure (UNAVAILABLE), overload (UNAVAILABLE,
+   * OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
+   * credentials or more than 1 MiB of them (INVALID_ARGUMENT,
+   * BATCH_TOO_LARGE).
    */
   validateSessions(
     request: ValidateSessionsRequest,
