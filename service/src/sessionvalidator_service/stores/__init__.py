@@ -134,8 +134,14 @@ class SessionStore(abc.ABC):
         """Return when the store answers in time; raise :class:`StoreError` otherwise."""
 
     @abc.abstractmethod
-    async def write_session(self, session_id: str, session_json: str, *, ttl_s: int | None, expires: datetime) -> None:
-        """Write a session as the Express app's store would (``mint``)."""
+    async def write_session(self, session_id: str, session_json: str, *, ttl_s: int | None) -> None:
+        """Write a session as the Express app's store would (``mint``).
+
+        ``session_json`` is ``JSON.stringify(req.session)``; ``ttl_s`` the
+        lifetime connect-redis would give the key (``None``: ``disableTTL``).
+        A store that keeps an absolute expiry (connect-mongo) derives it as
+        its Express counterpart does: ``cookie.expires``, else now + ``ttl_s``.
+        """
 
     @abc.abstractmethod
     async def aclose(self) -> None:
