@@ -119,6 +119,10 @@ test: test-deps checkgenerate lint test-service test-python test-go test-node ##
 test-service: system-deps venv node-deps ## The service's tests: unit, integration, Express parity, differential
 	$(PY) -m pytest
 
+.PHONY: test-native
+test-native: system-deps venv node-deps ## The fast, integration, fault and abuse tiers again on SESSIONVALIDATOR_SERVER=native
+	SESSIONVALIDATOR_TEST_SERVER=native $(PY) -m pytest tests/fast tests/integration tests/faults tests/abuse
+
 .PHONY: test-abuse
 test-abuse: system-deps venv ## Attacks on the real service (floods, huge sessions, log volume), bounded to about a minute
 	$(PY) -m pytest tests/abuse
