@@ -96,8 +96,10 @@ lint: venv $(BUF) ## ruff, mypy --strict and buf lint
 	$(BUF) lint
 
 .PHONY: breaking
-breaking: $(BUF) ## buf breaking against main (WIRE_JSON)
-	$(BUF) breaking --against '.git#branch=main'
+breaking: $(BUF) ## buf breaking (WIRE_JSON) against the newest v* tag, else against the main branch
+	@tag=$$(git tag --list 'v*' --sort=-version:refname | head -n 1); \
+	against='.git#branch=main'; [ -z "$$tag" ] || against=".git#tag=$$tag"; \
+	echo "buf breaking --against $$against"; $(BUF) breaking --against "$$against"
 
 .PHONY: fmt
 fmt: venv ## Format Python code
@@ -113,14 +115,22 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 test-deps: system-deps venv node-deps node-client-deps ## Install everything the tests need
 
 .PHONY: test
-test: test-deps checkgenerate lint test-service test-python test-go test-node ## Everything CI runs: generated code, lint, every test
+test: test-deps checkgenerate lint breaking test-service test-faults test-topologies test-python test-go test-node ## Everything CI runs: checkgenerate, lint, breaking, every test tier, the three clients
 
 .PHONY: test-service
-test-service: system-deps venv node-deps ## The service's tests: unit, integration, Express parity, differential
+test-service: system-deps venv node-deps ## Bare pytest: the fast tier, integration, Express parity, differential, short fuzz runs
 	$(PY) -m pytest
 
+.PHONY: test-fast
+test-fast: venv ## The fast tier, in-process, no redis-server or Node: tests/unit, tests/fast
+	$(PY) -m pytest tests/unit tests/fast
+
+.PHONY: test-faults
+test-faults: system-deps venv node-deps ## Fault injection (tests/faults): Redis killed or slow, SIGTERM under load, the live Express app
+	$(PY) -m pytest tests/faults
+
 .PHONY: test-topologies
-test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers against the real service
+test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers against the real service (tests/topologies)
 	$(PY) -m pytest tests/topologies
 
 .PHONY: test-python
@@ -136,10 +146,6 @@ test-go: system-deps venv ## The Go client against a live, seeded service
 test-node: system-deps venv node-client-deps ## The Node client against a live, seeded service
 	cd clients/node && npm run lint
 	$(HARNESS) bash -c 'cd clients/node && npm test'
-
-.PHONY: test-unit
-test-unit: venv ## Fast tests without Redis, Node or a server
-	$(PY) -m pytest tests/unit
 
 # ---------------------------------------------------------------- load and benchmark (docs/performance.md)
 .PHONY: bench-deps
@@ -167,8 +173,8 @@ fuzz-properties: system-deps venv ## The Hypothesis properties, random and FUZZ_
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
 
 .PHONY: timing
-timing: venv ## dudect-style constant-time test of the signature check (run on a quiet machine)
-	TIMING=1 $(PY) -m pytest tests/timing -m timing -s
+timing: venv ## dudect-style constant-time test of the signature check (tests/timing; not in make test: run on a quiet machine)
+	$(PY) -m pytest tests/timing -s
 
 .PHONY: clean
 clean: ## Remove the venv, tool binaries and caches
