@@ -1,7 +1,9 @@
 """Writes tests/vectors/validate_session.json, the corpus every client runs.
 
 The expectations below are written by hand from express-session's behaviour
-(../shared/research/express-session-spec.md); only the signatures are
+(expressjs/session index.js `getcookie` and session/store.js, expressjs/cookie
+index.js `parse` at v0.7.2, tj/node-cookie-signature index.js `unsign` at
+1.0.7, connect-redis index.ts); only the signatures are
 computed, with the Signer whose output the official vectors and the Node
 differential test pin down. Run `python tests/vectors/make_validate_session.py`
 after changing a case, and commit the JSON.
