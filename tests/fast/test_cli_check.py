@@ -63,7 +63,9 @@ def test_check_prints_an_unknown_verdict_number_and_exits_3(
     assert "Traceback" not in out + err
 
 
-def test_check_still_exits_by_a_known_verdict(fixed: tuple[FixedVerdict, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_still_exits_by_a_known_verdict(
+    fixed: tuple[FixedVerdict, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     servicer, address = fixed
     servicer.verdict = pb.VERDICT_MISSING
     assert main(["check", "--address", address, "--value", "s:x"], env={}) == 7

@@ -48,4 +48,3 @@ def test_an_early_exit_comparison_is_caught(record_property: Callable[[str, obje
     print(result.report())
     record_property("max_t", round(result.max_t, 2))
     assert result.leaks, f"the test failed to see a deliberate leak: {result.report()}"
-

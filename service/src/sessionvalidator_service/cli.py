@@ -189,7 +189,7 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
 
 
 def check_exit(verdict: int) -> int:
-    """``check``'s exit status for a verdict number; one this version does not know is a failed check (3)."""
+    """Return ``check``'s exit status for a verdict number: 3 for one this version does not know."""
     from sessionvalidator.v1 import session_validator_service_pb2 as pb
 
     name = next((name for name, number in pb.Verdict.items() if number == verdict), None)
