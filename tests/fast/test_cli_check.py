@@ -28,6 +28,12 @@ class FixedVerdict(pb_grpc.SessionValidatorServicer):
         del request, context
         return pb.ValidateSessionResponse(verdict=self.verdict)  # type: ignore[arg-type]  # unknown numbers on purpose
 
+    def ValidateSessions(  # noqa: N802 - the gRPC method name
+        self, request: pb.ValidateSessionsRequest, context: grpc.ServicerContext
+    ) -> pb.ValidateSessionsResponse:
+        del request
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "check sends one credential")
+
 
 @pytest.fixture(scope="module")
 def fixed() -> Iterator[tuple[FixedVerdict, str]]:

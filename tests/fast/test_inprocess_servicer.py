@@ -53,7 +53,8 @@ def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
 
 @pytest.fixture
 def running(loop_thread: LoopThread, request: pytest.FixtureRequest) -> Iterator[InProcess]:
-    env, store = getattr(request, "param", ({}, None))
+    param: tuple[dict[str, str], MemoryStore | None] = getattr(request, "param", ({}, None))
+    env, store = param
     store = store or MemoryStore(user_records=True)
     seed_memory(store, CORPUS)
     service = start(loop_thread, {**CORPUS["settings"], **env}, store)
@@ -89,7 +90,7 @@ def test_a_store_failure_is_unavailable_never_a_verdict(
             assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
             info = error_info(caught.value)
             assert (info.reason, info.domain) == (reason, "sessionvalidator.v1")
-            trailers = dict(caught.value.trailing_metadata() or ())
+            trailers: dict[str, str | bytes] = {m.key: m.value for m in caught.value.trailing_metadata() or ()}
             assert trailers.get("grpc-retry-pushback-ms") == pushback
         # Cookies the store is not needed for are still answered.
         assert stub.ValidateSession(BAD, timeout=5).verdict == pb.VERDICT_BAD_SIGNATURE
@@ -163,7 +164,7 @@ def test_over_the_in_flight_bound_calls_are_refused_overloaded_not_cancelled(run
         # Cheap answers are refused too: the bound is on calls, whatever they need.
         store.gate.set()
         assert [f.result().verdict for f in held] == [pb.VERDICT_VALID] * 4
-    assert running.metrics.overloaded._value.get() >= 1  # type: ignore[attr-defined]
+    assert running.metrics.overloaded._value.get() >= 1
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ import hashlib
 import hmac
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -390,6 +390,6 @@ def make_servicer() -> Judge:
     return Judge()
 
 
-def profile_message(user: UserRecord, record: dict[str, Any] | None) -> pb.UserProfile:
+def profile_message(user: UserRecord, record: Mapping[str, Any] | None) -> pb.UserProfile:
     """The UserProfile the service sends for ``user`` and its record, under the default attribute policy."""
     return user_profile(build_profile(user, record, AttributePolicy()))

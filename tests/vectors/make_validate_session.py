@@ -46,7 +46,7 @@ ANN = {
     "roles": ["admin", "billing"],
 }
 
-SESSIONS = [
+SESSIONS: list[dict[str, Any]] = [
     {
         "sid": "scalar-user-session-000000000001",
         "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "42"}}),
@@ -161,7 +161,7 @@ SESSIONS = [
         "ttl_s": 3600,
     },
 ]
-USERS = [
+USERS: list[dict[str, Any]] = [
     {
         "key": "user:7",
         "type": "string",
