@@ -82,14 +82,14 @@ proto: venv $(BUF) $(GO_PLUGINS) node-client-deps ## Regenerate Python, Go and T
 	  $(PROTO_FILES)
 
 .PHONY: checkgenerate
-checkgenerate: proto ## Fail when regenerating changes any committed file
+checkgenerate: proto ## make proto, then fail when that changed a committed file under clients/
 	@if [ -n "$$(git status --porcelain -- clients)" ]; then \
 	  echo "generated code is out of date with proto/; run 'make proto' and commit:"; \
 	  git status --porcelain -- clients; git --no-pager diff --stat -- clients; exit 1; fi
 
 # ---------------------------------------------------------------- lint
 .PHONY: lint
-lint: venv $(BUF) ## ruff, mypy --strict and buf lint
+lint: venv $(BUF) ## ruff check + format check (service, tests, clients/python, bench), mypy --strict (same), buf lint
 	$(VENV)/bin/ruff check service tests clients/python bench
 	$(VENV)/bin/ruff format --check service tests clients/python bench
 	$(VENV)/bin/mypy
@@ -102,9 +102,9 @@ breaking: $(BUF) ## buf breaking (WIRE_JSON) against the newest v* tag, else aga
 	echo "buf breaking --against $$against"; $(BUF) breaking --against "$$against"
 
 .PHONY: fmt
-fmt: venv ## Format Python code
-	$(VENV)/bin/ruff format service tests clients/python
-	$(VENV)/bin/ruff check --fix service tests clients/python
+fmt: venv ## ruff format and ruff check --fix on service, tests, clients/python, bench
+	$(VENV)/bin/ruff format service tests clients/python bench
+	$(VENV)/bin/ruff check --fix service tests clients/python bench
 
 # ---------------------------------------------------------------- run and test
 .PHONY: run
@@ -112,10 +112,10 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 	@scripts/run.sh
 
 .PHONY: test-deps
-test-deps: system-deps venv node-deps node-client-deps ## Install everything the tests need
+test-deps: system-deps venv node-deps node-client-deps ## redis-server (apt), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-faults test-topologies test-python test-go test-node ## Everything CI runs: checkgenerate, lint, breaking, every test tier, the three clients
+test: test-deps checkgenerate lint breaking test-service test-faults test-topologies test-python test-go test-node ## What CI runs: test-deps checkgenerate lint breaking test-service test-faults test-topologies test-python test-go test-node
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ## Bare pytest: the fast tier, integration, Express parity, differential, short fuzz runs
@@ -134,22 +134,22 @@ test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers agains
 	$(PY) -m pytest tests/topologies
 
 .PHONY: test-python
-test-python: system-deps venv ## The Python client and its middleware against a live, seeded service
+test-python: system-deps venv ## clients/python/tests against a live service seeded by tests/harness.py
 	$(HARNESS) $(PY) -m pytest clients/python/tests
 
 .PHONY: test-go
-test-go: system-deps venv ## The Go client against a live, seeded service
+test-go: system-deps venv ## go vet, gofmt and go test in clients/go against a live service seeded by tests/harness.py
 	cd clients/go && go vet ./... && test -z "$$(gofmt -l .)"
 	$(HARNESS) bash -c 'cd clients/go && go test -count=1 ./...'
 
 .PHONY: test-node
-test-node: system-deps venv node-client-deps ## The Node client against a live, seeded service
+test-node: system-deps venv node-client-deps ## npm run lint, then npm test in clients/node against a live service seeded by tests/harness.py
 	cd clients/node && npm run lint
 	$(HARNESS) bash -c 'cd clients/node && npm test'
 
 # ---------------------------------------------------------------- load and benchmark (docs/performance.md)
 .PHONY: bench-deps
-bench-deps: system-deps venv ## Install the benchmark's pinned chart packages (ghz is built on first use)
+bench-deps: system-deps venv ## redis-server, .venv and bench/requirements.txt (matplotlib, pinned); ghz is built on first use
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 
 .PHONY: load
@@ -169,7 +169,7 @@ fuzz: venv ## Coverage-guided fuzzing (atheris): FUZZ_SECONDS per target (300), 
 	$(PY) tests/fuzz/run.py --target $(FUZZ_TARGET) --seconds $(FUZZ_SECONDS)
 
 .PHONY: fuzz-properties
-fuzz-properties: system-deps venv ## The Hypothesis properties, random and FUZZ_EXAMPLES_SCALE (100) times longer
+fuzz-properties: system-deps venv ## tests/fuzz/test_properties.py, random, with FUZZ_EXAMPLES_SCALE (100) times the examples
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
 
 .PHONY: timing
