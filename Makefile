@@ -115,7 +115,7 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 test-deps: system-deps venv node-deps node-client-deps ## redis-server (apt), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-faults test-topologies test-python test-go test-node ## What CI runs: test-deps checkgenerate lint breaking test-service test-faults test-topologies test-python test-go test-node
+test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-python test-go test-node ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, the 3 clients
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ## Bare pytest: the fast tier, integration, Express parity, differential, short fuzz runs
@@ -128,6 +128,10 @@ test-fast: venv ## The fast tier, in-process, no redis-server or Node: tests/uni
 .PHONY: test-faults
 test-faults: system-deps venv node-deps ## Fault injection (tests/faults): Redis killed or slow, SIGTERM under load, the live Express app
 	$(PY) -m pytest tests/faults
+
+.PHONY: test-abuse
+test-abuse: system-deps venv ## Attacks on the real service (tests/abuse): floods, huge sessions, log volume; about a minute
+	$(PY) -m pytest tests/abuse
 
 .PHONY: test-topologies
 test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers against the real service (tests/topologies)

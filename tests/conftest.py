@@ -4,9 +4,9 @@ Tiers (README, Development):
 
 * fast: tests/unit and tests/fast, in-process, no redis-server (``make test-fast``);
 * integration: tests/integration, tests/parity and the short fuzz runs in tests/fuzz, against real processes;
-* faults (tests/faults), topologies (tests/topologies) and timing (tests/timing): marked by directory and left
-  out of a bare ``pytest``; each runs from its own make target, or when asked for by a path inside its directory
-  or by ``-m <marker>``.
+* abuse (tests/abuse), faults (tests/faults), topologies (tests/topologies) and timing (tests/timing): marked by
+  directory and left out of a bare ``pytest``; each runs from its own make target, or when asked for by a path
+  inside its directory or by ``-m <marker>``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ VECTORS = ROOT / "tests" / "vectors"
 
 # Marker -> the directory whose tests carry it; these tiers run only when asked for.
 TIERS = {
+    "abuse": ROOT / "tests" / "abuse",
     "faults": ROOT / "tests" / "faults",
     "topologies": ROOT / "tests" / "topologies",
     "timing": ROOT / "tests" / "timing",
