@@ -96,9 +96,12 @@ lint: venv $(BUF) ## ruff check + format check (service, tests, clients/python, 
 	$(BUF) lint
 
 .PHONY: breaking
-breaking: $(BUF) ## buf breaking (WIRE_JSON) against the newest v* tag, else against the main branch
+breaking: $(BUF) ## buf breaking (WIRE_JSON) against the newest v* tag, else against main (local, else origin/main)
 	@tag=$$(git tag --list 'v*' --sort=-version:refname | head -n 1); \
-	against='.git#branch=main'; [ -z "$$tag" ] || against=".git#tag=$$tag"; \
+	if [ -n "$$tag" ]; then against=".git#tag=$$tag"; \
+	elif git rev-parse -q --verify refs/heads/main >/dev/null; then against='.git#branch=main'; \
+	elif git rev-parse -q --verify refs/remotes/origin/main >/dev/null; then against='.git#ref=refs/remotes/origin/main'; \
+	else echo "breaking: no v* tag and no main branch to compare with; skipped"; exit 0; fi; \
 	echo "buf breaking --against $$against"; $(BUF) breaking --against "$$against"
 
 .PHONY: fmt

@@ -53,6 +53,7 @@ def _asked_for(config: pytest.Config, marker: str) -> bool:
     return False
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m filters on the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each tier's tests by directory, and leave out the tiers this run did not ask for."""
     asked = {marker: _asked_for(config, marker) for marker in TIERS}
