@@ -47,6 +47,11 @@ def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:
     raise TimeoutError(msg)
 
 
+def debug_sleep(client: redis.Redis, seconds: float) -> None:
+    """Hold ``client``'s Redis busy for ``seconds`` (DEBUG SLEEP; RedisServer enables the DEBUG command)."""
+    client.execute_command("DEBUG", "SLEEP", f"{seconds:g}")  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+
 class RedisServer:
     """A redis-server process with no persistence, on a port of its own."""
 
