@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import math
 import os
@@ -450,7 +449,8 @@ def profile(target: Target, shape: LoadShape, out: Path, scratch: Path) -> None:
     Not a measured run: sampling costs the server some CPU.
     """
     name = target.server.name
-    spy = [sys.executable, "-m", "py_spy"] if importlib.util.find_spec("py_spy") else ["py-spy"]
+    # py-spy's wheel installs a binary beside the interpreter (make bench-deps).
+    spy = [str(Path(sys.executable).with_name("py-spy"))]
     seconds = max(2, int(shape.duration_s) - 1)
     print(f"profiling {name} with py-spy for {seconds} s ...", flush=True)
     common = ["-p", str(target.server.pid), "-d", str(seconds), "-r", "250", "--nonblocking"]
