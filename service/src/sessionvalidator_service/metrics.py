@@ -44,7 +44,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions")}
+        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions", "Check", "ForwardAuth")}
+        self._gateway = Counter(
+            "sessionvalidator_gateway_decisions",
+            "Gateway answers (front: ext_authz or http) by decision (allow, deny, unavailable, rate_limited, error)"
+            " and label (verdict, anonymous, or ErrorInfo reason).",
+            ["front", "decision", "label"],
+            registry=registry,
+        )
         store_errors = Counter(
             "sessionvalidator_store_errors",
             "Calls that failed because the session store could not be read, by ErrorInfo reason.",
@@ -86,6 +93,10 @@ class Metrics:
         self._by_reason[reason].inc()
         if secret_index is not None:
             self._secret_index.labels(str(secret_index)).inc()
+
+    def gateway_decision(self, front: str, decision: str, label: str) -> None:
+        """Count one answer given to a gateway."""
+        self._gateway.labels(front, decision, label).inc()
 
     def store_error(self, reason: str) -> None:
         """Count one call failed by the store."""
