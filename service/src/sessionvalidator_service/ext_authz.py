@@ -38,7 +38,12 @@ __all__ = ["SERVICE_NAME", "AuthorizationServicer", "add_to_server", "cookie_hea
 
 SERVICE_NAME: str = authz.DESCRIPTOR.services_by_name["Authorization"].full_name
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_CODES = {401: code_pb2.UNAUTHENTICATED, 429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
 
 
 def cookie_header_of(request: Any) -> str:
