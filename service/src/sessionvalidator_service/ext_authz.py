@@ -99,7 +99,8 @@ class AuthorizationServicer:
     def _response(self, decision: Decision) -> Any:
         self._metrics.gateway_decision("ext_authz", decision.kind, decision.label)
         if decision.allowed:
-            setting = {name for name, _ in decision.headers}
+            # Empty values are removed, not set: a client's copy must not survive either way.
+            setting = {name for name, value in decision.headers if value}
             return authz.CheckResponse(
                 status=status_pb2.Status(code=code_pb2.OK),
                 ok_response=authz.OkHttpResponse(
@@ -108,6 +109,7 @@ class AuthorizationServicer:
                             header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE
                         )
                         for name, value in decision.headers
+                        if value
                     ],
                     headers_to_remove=[name for name in self._names if name not in setting],
                 ),

@@ -14,7 +14,11 @@ disagree:
 | too many bad cookies from one client | 429 with ``retry-after`` | — |
 | a bug | 500 | — |
 
-Empty fields (a user without an email) send no header. Header values carry
+An allow names every header, empty where the user has no such field (no
+email) or there is no user (an allowed anonymous session): Envoy is told to
+remove those, and forward-auth sends them empty, because Caddy 2.6's
+``copy_headers`` would otherwise set the literal placeholder text and keep
+nothing from deleting a client's copy. Header values carry
 only visible ASCII: anything else (non-ASCII names, control characters, the
 ``%`` sign itself) is percent-encoded as UTF-8, so a stored user can never
 split or forge a header. Roles are joined with ``,``
@@ -117,7 +121,6 @@ def _denied(body: dict[str, object], label: str) -> Decision:
 
 _DENIED = {v: _denied({"verdict": v.value}, v.value) for v in Verdict if v is not Verdict.VALID}
 _ANONYMOUS_DENIED = _denied({"verdict": Verdict.VALID.value, "authenticated": False}, "anonymous")
-_ANONYMOUS_ALLOWED = Decision("allow", 200, (), b"", "anonymous")
 
 
 def decide(outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str]) -> Decision:
@@ -126,21 +129,31 @@ def decide(outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str]) -
     assert reason is not None  # noqa: S101 - callers turn a refused credential into a failure first
     if reason.verdict is not Verdict.VALID:
         return _DENIED[reason.verdict]
-    if outcome.user is None:
-        return _ANONYMOUS_ALLOWED if policy.allow_anonymous else _ANONYMOUS_DENIED
     names = policy.headers
+    if outcome.user is None:
+        if not policy.allow_anonymous:
+            return _ANONYMOUS_DENIED
+        return Decision("allow", 200, tuple((name, "") for name in names.all), b"", "anonymous")
     profile = outcome.profile
     user_id = profile.id if profile is not None else outcome.user.user_id
-    headers = [(names.user_id, header_value(user_id))]
-    if profile is not None:
-        headers += [
-            (names.username, header_value(profile.username)),
-            (names.email, header_value(profile.email)),
-            (names.roles, ",".join(header_value(role) for role in profile.roles)),
-        ]
-    headers.append((names.sid_tag, tag(outcome.credential.session_id or "")))
-    # An empty value is no header at all: gateways then remove any client copy.
-    return Decision("allow", 200, tuple((name, value) for name, value in headers if value), b"", "VALID")
+    fields = (
+        (user_id, "", "", "")
+        if profile is None
+        else (profile.id, profile.username, profile.email, ",".join(header_value(role) for role in profile.roles))
+    )
+    return Decision(
+        "allow",
+        200,
+        (
+            (names.user_id, header_value(fields[0])),
+            (names.username, header_value(fields[1])),
+            (names.email, header_value(fields[2])),
+            (names.roles, fields[3]),
+            (names.sid_tag, tag(outcome.credential.session_id or "")),
+        ),
+        b"",
+        "VALID",
+    )
 
 
 def failed(failure: Failure) -> Decision:
