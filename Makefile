@@ -174,7 +174,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 	$(PY) bench/load.py
 
 .PHONY: bench
-bench: bench-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test
+bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, BENCH_ARGS=--gateway for Envoy with/without ext_authz
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing and timing
