@@ -320,3 +320,9 @@ def test_decisions_are_counted(running: InProcess) -> None:
 )
 def test_header_values_cannot_split_or_forge_headers(text: str, sent: str) -> None:
     assert header_value(text) == sent
+
+
+@pytest.mark.parametrize("running", [{"SESSIONVALIDATOR_SERVER": "native"}], indirect=True)
+def test_the_native_server_kind_serves_check_too(running: InProcess) -> None:
+    assert ok_headers(check(running, raw_request(VALID_HEADER.encode())))["x-session-user-id"]
+    assert_denied(check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, {"verdict": "BAD_SIGNATURE"})
