@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -52,6 +53,7 @@ class Metrics:
             ["front", "decision", "label"],
             registry=registry,
         )
+        self._gateway_children: dict[tuple[str, str, str], Any] = {}
         store_errors = Counter(
             "sessionvalidator_store_errors",
             "Calls that failed because the session store could not be read, by ErrorInfo reason.",
@@ -96,7 +98,11 @@ class Metrics:
 
     def gateway_decision(self, front: str, decision: str, label: str) -> None:
         """Count one answer given to a gateway."""
-        self._gateway.labels(front, decision, label).inc()
+        key = (front, decision, label)
+        child = self._gateway_children.get(key)
+        if child is None:  # a handful of combinations: bound once each
+            child = self._gateway_children[key] = self._gateway.labels(front, decision, label)
+        child.inc()
 
     def store_error(self, reason: str) -> None:
         """Count one call failed by the store."""
