@@ -138,6 +138,10 @@ test: test-deps checkgenerate lint test-service test-python test-go test-node ##
 test-service: system-deps gateway-deps venv node-deps ## The service's tests: unit, integration, Express parity, differential, gateways
 	$(PY) -m pytest
 
+.PHONY: test-abuse
+test-abuse: system-deps venv ## Attacks on the real service (floods, huge sessions, log volume), bounded to about a minute
+	$(PY) -m pytest tests/abuse
+
 .PHONY: test-topologies
 test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers against the real service
 	$(PY) -m pytest tests/topologies
@@ -158,7 +162,7 @@ test-node: system-deps venv node-client-deps ## The Node client against a live, 
 
 .PHONY: test-gateways
 test-gateways: system-deps gateway-deps venv ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
-	$(PY) -m pytest tests/gateways tests/fast/test_gateway.py
+	$(PY) -m pytest tests/gateways tests/fast/test_inprocess_gateway.py
 
 .PHONY: test-unit
 test-unit: venv ## Fast tests without Redis, Node or a server

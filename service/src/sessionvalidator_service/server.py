@@ -20,6 +20,7 @@ from sessionvalidator_service import ext_authz
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.http_auth import HttpAuthServer
 from sessionvalidator_service.metrics import Metrics, serve_metrics
+from sessionvalidator_service.overload import LoopLag
 from sessionvalidator_service.serverkind import kind_named
 from sessionvalidator_service.servicer import SessionValidatorServicer
 from sessionvalidator_service.stores import SessionStore, StoreError, open_store
@@ -176,6 +177,7 @@ class Service:
         validator: Validator,
         health_servicer: HealthServicer,
         monitor_task: asyncio.Task[None],
+        loop_lag: LoopLag,
         http: HttpAuthServer | None = None,
     ) -> None:
         self.metrics = metrics
@@ -187,6 +189,7 @@ class Service:
         self.health = health_servicer
         self._monitor_task = monitor_task
         self.http = http
+        self._loop_lag = loop_lag
 
     @classmethod
     async def start(
@@ -208,6 +211,7 @@ class Service:
         store = store if store is not None else default_store(settings)
         metrics = metrics if metrics is not None else Metrics()
         kind = kind_named(settings.server)
+        loop_lag = LoopLag()
         validator = Validator(
             secrets=settings.secrets,
             store=store,
@@ -216,6 +220,8 @@ class Service:
             rate_limit=settings.rate_limit,
             attribute_policy=settings.attribute_policy,
             max_in_flight=settings.max_in_flight,
+            loop_lag=loop_lag,
+            store_timeout_s=settings.store_timeout_s,
             **({"clock": clock} if clock is not None else {}),
         )
         servicer = SessionValidatorServicer(
@@ -225,7 +231,7 @@ class Service:
             retry_pushback=kind.retry_pushback,
             identify=settings.rate_limit is not None,
         )
-        server = kind.new_server(reuse_port=reuse_port)
+        server = kind.new_server(reuse_port=reuse_port, max_concurrent_streams=settings.max_concurrent_streams)
         _add_servicer(servicer, server)
         peer_header, identify = settings.rate_limit_peer_header, settings.rate_limit is not None
         ext_authz.add_to_server(
@@ -279,6 +285,7 @@ class Service:
                 msg = f"cannot listen on {settings.http_listen}: {exc}"
                 raise OSError(msg) from exc
         await server.start()
+        loop_lag.start()
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
         log.info(
             "serving",
@@ -305,6 +312,7 @@ class Service:
             validator=validator,
             health_servicer=health_servicer,
             monitor_task=task,
+            loop_lag=loop_lag,
             http=http,
         )
 
@@ -336,6 +344,7 @@ class Service:
             await asyncio.gather(self.http.stop(grace), self.server.stop(grace))
         else:
             await self.server.stop(grace)
+        await self._loop_lag.stop()
         await self.store.aclose()
         log.info("stopped", extra={"event": "stopped"})
 
