@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -326,3 +327,25 @@ def test_header_values_cannot_split_or_forge_headers(text: str, sent: str) -> No
 def test_the_native_server_kind_serves_check_too(running: InProcess) -> None:
     assert ok_headers(check(running, raw_request(VALID_HEADER.encode())))["x-session-user-id"]
     assert_denied(check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, {"verdict": "BAD_SIGNATURE"})
+
+
+def test_oversized_and_hostile_requests_get_an_answer(running: InProcess) -> None:
+    big = b"connect.sid=s%3A" + b"a" * 20_000 + b".sig"
+    status, _, body = forward_auth(running, big)
+    assert (status, json.loads(body)) == (401, {"verdict": "MALFORMED"})  # TOO_LARGE, as Node refuses it
+    assert_denied(check(running, raw_request(big)), 401, {"verdict": "MALFORMED"})
+    # Past what the HTTP parser accepts: refused by it, still an answer.
+    assert forward_auth(running, b"x=" + b"a" * 100_000)[0] in {400, 431}
+    # Raw bytes (obs-text) are judged; a DEL byte is refused by the parser, as Node's refuses it.
+    assert forward_auth(running, bytes(range(0x80, 0x100)) + b"; connect.sid=s%3A\xff.x")[0] == 401
+    assert forward_auth(running, b"connect.sid=\x7f")[0] == 400
+    # The service still answers afterwards.
+    assert forward_auth(running, VALID_HEADER.encode())[0] == 200
+
+
+def test_a_refused_request_is_logged_without_its_bytes(running: InProcess, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        assert forward_auth(running, b"connect.sid=s%3Asecret-session-id\x7f.sig")[0] == 400
+        time.sleep(0.1)
+    assert "secret-session-id" not in caplog.text
+    assert all(not r.exc_info for r in caplog.records)

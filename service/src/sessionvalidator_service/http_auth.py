@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from aiohttp import web, web_request, web_server
@@ -41,6 +42,34 @@ AUTH_PATH = "/auth"
 HEALTH_PATH = "/healthz"
 # Node refuses more than 16 KiB of headers; keep room so the validator, not the parser, answers (TOO_LARGE).
 _MAX_FIELD = 64 * 1024
+
+
+class _RedactParserErrors(logging.Filter):
+    """aiohttp logs a refused request with the offending bytes (a whole Cookie header) and a traceback.
+
+    Its records are rewritten to one line without them, at most one a second.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            return False
+        self._last = now
+        error = type(record.exc_info[1]).__name__ if record.exc_info and record.exc_info[1] else ""
+        record.msg, record.args, record.exc_info, record.exc_text = "HTTP request refused by the parser", (), None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.event, record.error = "http_request_refused", error
+        return True
+
+
+_parser_log = logging.getLogger("sessionvalidator.http.parser")
+_parser_log.addFilter(_RedactParserErrors())
 
 
 class HttpAuthServer:
@@ -73,6 +102,7 @@ class HttpAuthServer:
         self._handler = web_server.Server(
             self._handle,
             access_log=None,
+            logger=_parser_log,
             max_field_size=_MAX_FIELD,
             max_line_size=_MAX_FIELD,
             keepalive_timeout=75.0,
