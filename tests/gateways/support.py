@@ -209,6 +209,28 @@ class Envoy(Gateway):
         ]
 
 
+class EnvoyHttp(Envoy):
+    """Envoy with HTTP ext_authz against the forward-auth endpoint: deploy/gateways/envoy/envoy-http.yaml."""
+
+    name = "envoy-http"
+
+    def command(self) -> list[str]:
+        command = super().command()
+        admin = free_port()
+        config = substitute(
+            (DEPLOY / "envoy" / "envoy-http.yaml").read_text(),
+            {
+                "uri: http://sessionvalidator:8081": f"uri: http://127.0.0.1:{self.http_port}",
+                "address: sessionvalidator, port_value: 8081": f"address: 127.0.0.1, port_value: {self.http_port}",
+                "address: app, port_value: 8080": f"address: 127.0.0.1, port_value: {self.upstream_port}",
+                "address: 0.0.0.0, port_value: 10000": f"address: 127.0.0.1, port_value: {self.port}",
+                "port_value: 9901": f"port_value: {admin}",
+            },
+        )
+        (self.dir / "envoy.yaml").write_text(config)
+        return command
+
+
 class Nginx(Gateway):
     """Debian's nginx with deploy/gateways/nginx/sessionvalidator.conf in a minimal main configuration."""
 
@@ -285,4 +307,4 @@ class Caddy(Gateway):
         }
 
 
-GATEWAYS: dict[str, type[Gateway]] = {"envoy": Envoy, "nginx": Nginx, "caddy": Caddy}
+GATEWAYS: dict[str, type[Gateway]] = {"envoy": Envoy, "envoy-http": EnvoyHttp, "nginx": Nginx, "caddy": Caddy}

@@ -107,11 +107,12 @@ def test_envoy_accepts_its_example() -> None:
     assert authz["status_on_error"] == {"code": "ServiceUnavailable"}
     public = manager["route_config"]["virtual_hosts"][0]["routes"][0]
     assert lower(public["request_headers_to_remove"]) == set(NAMES)
-    result = subprocess.run(
-        [str(ENVOY_BIN), "--mode", "validate", "-c", str(DEPLOY / "envoy" / "envoy.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("envoy.yaml", "envoy-http.yaml"):
+        result = subprocess.run(
+            [str(ENVOY_BIN), "--mode", "validate", "-c", str(DEPLOY / "envoy" / name)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
