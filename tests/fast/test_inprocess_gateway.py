@@ -289,6 +289,7 @@ def test_health_and_reflection_list_the_authorization_service(running: InProcess
         assert all(not a.HasField("error_response") for a in answers)
     status, _, body = forward_auth(running, path="/healthz")
     assert (status, body) == (200, b"ok")
+    assert "aiohttp" not in str(forward_auth(running, path="/healthz")[1])
     assert forward_auth(running, path="/elsewhere")[0] == 404
 
 

@@ -68,6 +68,8 @@ class _RedactParserErrors(logging.Filter):
         return True
 
 
+# Instead of aiohttp's own, which names its and Python's versions.
+_SERVER = {"server": "sessionvalidator"}
 _parser_log = logging.getLogger("sessionvalidator.http.parser")
 _parser_log.addFilter(_RedactParserErrors())
 
@@ -130,7 +132,7 @@ class HttpAuthServer:
 
     def _response(self, decision: Decision) -> web.Response:
         self._metrics.gateway_decision("http", decision.kind, decision.label)
-        response = web.Response(status=decision.status, body=decision.body or None)
+        response = web.Response(status=decision.status, body=decision.body or None, headers=_SERVER)
         for name, value in decision.headers:
             response.headers[name] = value
         return response
@@ -142,8 +144,10 @@ class HttpAuthServer:
                 return await self._check(request)
         if path == HEALTH_PATH and request.method in {"GET", "HEAD"}:
             ready = self._ready()
-            return web.Response(status=200 if ready else 503, text="ok" if ready else "store unavailable")
-        return web.Response(status=404)
+            return web.Response(
+                status=200 if ready else 503, text="ok" if ready else "store unavailable", headers=_SERVER
+            )
+        return web.Response(status=404, headers=_SERVER)
 
     async def _check(self, request: web_request.BaseRequest) -> web.Response:
         cookies = [value for name, value in request.raw_headers if name.lower() == b"cookie"]
