@@ -800,6 +800,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--rerender"] and len(args) == 2:
         return rerender(Path(args[1]))
+    if args[:1] == ["--gateway"]:  # bench/gateway.py: Envoy with and without ext_authz
+        import gateway
+
+        return int(gateway.main(args[1:]))
     config = parse_args(argv)
     command_line = shlex.join([".venv/bin/python", "bench/bench.py", *(sys.argv[1:] if argv is None else argv)])
     out = ROOT / "results" / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
