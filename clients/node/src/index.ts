@@ -6,6 +6,7 @@
 export {
   type CallOptions,
   type ClientOptions,
+  checkTarget,
   createClient,
   DEFAULT_CHANNEL_OPTIONS,
   DEFAULT_DEADLINE_MS,
@@ -14,19 +15,29 @@ export {
   type RequestLike,
   SERVICE_NAME,
   SessionValidatorClient,
+  TARGET_SCHEMES,
   type TlsOptions,
   type ValidationResult,
 } from "./client";
+export { type Denial, errorDenial, noVerdictCause, unauthorizedDenial, type WarningLogger } from "./denials";
 export {
+  DEADLINE_EXCEEDED,
   ERROR_DOMAIN,
+  ERROR_REASONS,
+  errorReasonName,
   errorInfoFromMetadata,
   isStoreUnavailable,
   SessionValidatorError,
   StoreUnavailableError,
+  retryDelayFromMetadata,
   toSessionValidatorError,
+  VALIDATOR_UNREACHABLE,
 } from "./errors";
 export { ErrorInfo } from "./gen/google/rpc/error_details";
 export {
+  ErrorReason,
+  errorReasonToJSON,
+  ItemError,
   Reason,
   reasonToJSON,
   UserProfile,
