@@ -17,6 +17,7 @@ PUBLIC = [
     "DEFAULT_TIMEOUT",
     "AsyncClient",
     "Client",
+    "RateLimitedError",
     "SessionValidatorError",
     "SessionValidatorMiddleware",
     "StoreUnavailableError",
