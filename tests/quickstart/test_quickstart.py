@@ -37,7 +37,7 @@ import pytest
 
 from tests.support.processes import ROOT, RedisServer, ValidatorProcess, free_port
 
-SECRET = "quickstart: a signing secret comfortably over 32 bytes"
+SECRET = "quickstart: a signing secret comfortably over 32 bytes"  # noqa: S105 - a test secret
 MARKER = re.compile(r"<!-- quickstart:([a-z0-9-]+) -->\s*\n```[a-z]*\n(.*?)\n```", re.DOTALL)
 APP_PORTS = {"go": "8080", "node": "3000", "python": "8000"}
 APP_FILES = {"go": "main.go", "node": "app.js", "python": "app.py"}
@@ -50,7 +50,7 @@ READMES = {
 
 def blocks(readme: Path) -> dict[str, str]:
     """The marked code blocks of a README, by name."""
-    found = {name: code for name, code in MARKER.findall(readme.read_text(encoding="utf-8"))}
+    found = dict(MARKER.findall(readme.read_text(encoding="utf-8")))
     assert found, f"{readme} has no <!-- quickstart:... --> blocks"
     return found
 
@@ -141,9 +141,7 @@ def validator() -> Iterator[tuple[RedisServer, ValidatorProcess]]:
 
 
 @pytest.mark.parametrize("lang", ["go", "node", "python"])
-def test_client_quick_start(
-    lang: str, validator: tuple[RedisServer, ValidatorProcess], tmp_path: Path
-) -> None:
+def test_client_quick_start(lang: str, validator: tuple[RedisServer, ValidatorProcess], tmp_path: Path) -> None:
     redis_server, service = validator
     code = blocks(READMES[lang])
     for part in ("setup", "app", "run"):
