@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -107,6 +108,11 @@ func checkExpect(t *testing.T, res *sessionvalidator.Result, want vectorExpect) 
 	}
 	if want.HasExpireTime != nil && !res.ExpireTime.IsZero() != *want.HasExpireTime {
 		t.Errorf("expire_time = %v, want set = %v", res.ExpireTime, *want.HasExpireTime)
+	}
+	if want.Attributes != nil {
+		if res.User == nil || !reflect.DeepEqual(res.User.Attributes, want.Attributes) {
+			t.Errorf("user attributes = %v, want %v", res.User, want.Attributes)
+		}
 	}
 	if want.User == nil {
 		return

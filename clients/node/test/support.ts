@@ -60,6 +60,7 @@ export interface VectorExpect {
   secret_index?: number;
   user?: VectorUser;
   has_expire_time?: boolean;
+  attributes?: Record<string, unknown>;
 }
 
 export interface VectorCase {
