@@ -122,7 +122,7 @@ func TestConformanceTargets(t *testing.T) {
 
 func TestConformanceHeaderText(t *testing.T) {
 	c := loadConformance(t)
-	sv := liveClient(t)
+	sv := liveClient(t, sessionvalidator.WithTimeout(5*time.Second))
 	for _, tc := range c.HeaderText.Cases {
 		t.Run(tc.Name, func(t *testing.T) {
 			text := tc.Text
@@ -183,7 +183,8 @@ func TestConformanceMiddleware(t *testing.T) {
 			if !ok {
 				t.Fatalf("unknown server %q", tc.Server)
 			}
-			srv := httptest.NewServer(newClient(t, addr).Middleware(opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// A long deadline: a slow, loaded machine must not turn a verdict into a 503.
+			srv := httptest.NewServer(newClient(t, addr, sessionvalidator.WithTimeout(5*time.Second)).Middleware(opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				user, _ := sessionvalidator.UserFromContext(r.Context())
 				var id *string
 				if user != nil {

@@ -169,6 +169,12 @@ def test_client_quick_start(lang: str, validator: tuple[RedisServer, ValidatorPr
         )
     try:
         wait_for_port(port, app, log, timeout=240)
+        # Warm the app's channel to the validator: the first call also connects, and on a loaded
+        # machine that can take longer than the clients' 150 ms deadline (an honest 503).
+        for _ in range(50):
+            if request(port, "/api/me", None)[0] == 401:
+                break
+            time.sleep(0.1)
         user = mint(redis_server.url, "--user", '{"id":"42","username":"ann"}')
         anonymous = mint(redis_server.url, "--anonymous")
         status, _, body = request(port, "/api/me", user)

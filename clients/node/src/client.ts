@@ -1,6 +1,6 @@
-import { type ChannelCredentials, type ChannelOptions, credentials, Metadata } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, credentials, Metadata, status } from "@grpc/grpc-js";
 import type { IncomingHttpHeaders } from "node:http";
-import { toSessionValidatorError } from "./errors";
+import { ERROR_DOMAIN, errorReasonName, SessionValidatorError, toSessionValidatorError } from "./errors";
 import {
   SessionValidatorClient as GrpcSessionValidatorClient,
   type Reason,
@@ -102,6 +102,20 @@ export interface ValidationResult {
   /** The cookie name the validator looked for. */
   readonly cookieName: string;
 }
+
+/**
+ * One credential's answer in a batch: a result, or, when the service refused
+ * that credential on its own (a bad cookie over the caller's rate limit),
+ * `error` with the status it would have failed with alone (`code`, `reason`
+ * such as `RATE_LIMITED`, `retryDelayMs`); `result` is then not valid.
+ */
+export interface BatchItem {
+  readonly result: ValidationResult;
+  readonly error: SessionValidatorError | undefined;
+}
+
+/** The most credentials one batch may carry (more is INVALID_ARGUMENT, BATCH_TOO_LARGE). */
+export const MAX_BATCH = 256;
 
 /** Anything with Node's request headers: `http.IncomingMessage`, an Express request, `socket.request`. */
 export interface RequestLike {
@@ -272,6 +286,53 @@ export class SessionValidatorClient {
         signal?.addEventListener("abort", onAbort, { once: true });
       }
     }).catch((error: unknown) => Promise.reject(toSessionValidatorError(error)));
+  }
+
+  /**
+   * Judge up to {@link MAX_BATCH} credentials in one call and one store round
+   * trip (ValidateSessions), in order. A rejected promise means the whole call
+   * failed (store down, overload, a banned client, too many credentials).
+   */
+  validateBatch(requests: ValidateSessionRequest[], options: CallOptions = {}): Promise<BatchItem[]> {
+    const deadline = Date.now() + (options.deadlineMs ?? this.#deadlineMs);
+    return new Promise<BatchItem[]>((resolve, reject) => {
+      this.#grpc.validateSessions({ requests }, options.metadata ?? new Metadata(), { deadline }, (error, response) => {
+        if (error !== null) {
+          reject(toSessionValidatorError(error));
+          return;
+        }
+        if (response.responses.length !== requests.length) {
+          reject(new SessionValidatorError(status.INTERNAL, `the service answered ${response.responses.length} of ${requests.length} credentials`));
+          return;
+        }
+        resolve(
+          response.responses.map((r) => ({
+            result: toResult(r),
+            error:
+              r.error === undefined
+                ? undefined
+                : new SessionValidatorError(r.error.code, r.error.message, {
+                    errorInfo: { reason: errorReasonName(r.error.reason), domain: ERROR_DOMAIN, metadata: {} },
+                    retryDelayMs:
+                      r.error.retryDelay === undefined ? undefined : r.error.retryDelay.seconds * 1000 + r.error.retryDelay.nanos / 1e6,
+                  }),
+          })),
+        );
+      });
+    });
+  }
+
+  /** {@link validateBatch} for Cookie headers (strings as latin-1, as {@link validateCookieHeader}). */
+  validateCookieHeaders(headers: (string | Uint8Array)[], options?: CallOptions): Promise<BatchItem[]> {
+    const requests: ValidateSessionRequest[] = [];
+    for (const header of headers) {
+      if (typeof header === "string" && NON_LATIN1.test(header)) {
+        return Promise.reject(new TypeError("cookie header has characters above U+00FF, which no header bytes decode to; pass the raw bytes"));
+      }
+      const bytes = typeof header === "string" ? Buffer.from(header, "latin1") : Buffer.from(header.buffer, header.byteOffset, header.byteLength);
+      requests.push({ credential: { $case: "cookieHeader", cookieHeader: bytes } });
+    }
+    return this.validateBatch(requests, options);
   }
 
   /** Resolve once the channel is connected, or reject after `timeoutMs`. */

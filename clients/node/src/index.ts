@@ -4,6 +4,7 @@
  * `@sessionvalidator/client/express` and `@sessionvalidator/client/socket.io`.
  */
 export {
+  type BatchItem,
   type CallOptions,
   type ClientOptions,
   checkTarget,
@@ -11,6 +12,7 @@ export {
   DEFAULT_CHANNEL_OPTIONS,
   DEFAULT_DEADLINE_MS,
   DEFAULT_SERVICE_CONFIG,
+  MAX_BATCH,
   normalizeTarget,
   type RequestLike,
   SERVICE_NAME,

@@ -68,7 +68,7 @@ describe("client conformance", () => {
   });
 
   test("header text: latin-1 characters are bytes; above U+00FF is refused before any call", async () => {
-    const client = createClient(env.addr);
+    const client = createClient(env.addr, { deadlineMs: 5000 });
     try {
       for (const tc of load().header_text.cases) {
         const text = tc.vector !== undefined ? headerBytes(vector(tc.vector)).toString("latin1") : (tc.text ?? "");
@@ -104,7 +104,8 @@ describe("client conformance", () => {
         assert.ok(name in options, `unknown option ${name}`);
         Object.assign(opts, options[name]);
       }
-      const client = createClient(servers[tc.server]());
+      // A long deadline: a cold channel on a loaded machine must not turn a verdict into a 503.
+      const client = createClient(servers[tc.server](), { deadlineMs: 5000 });
       const app = express();
       app.use(sessionUser(client, opts));
       app.get("/", (req, res) => res.json({ user: req.sessionUser?.id ?? null }));
