@@ -21,12 +21,13 @@ from sessionvalidator._errors import (
     StoreUnavailableError,
     ValidatorTimeoutError,
 )
-from sessionvalidator._models import User, Validation
+from sessionvalidator._models import BatchItem, User, Validation
 from sessionvalidator._wsgi import validate_environ
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "AsyncClient",
+    "BatchItem",
     "Client",
     "RateLimitedError",
     "SessionValidatorError",

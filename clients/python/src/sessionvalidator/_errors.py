@@ -28,6 +28,7 @@ __all__ = [
     "StoreUnavailableError",
     "ValidatorTimeoutError",
     "error_reason_name",
+    "from_item_error",
     "from_rpc_error",
 ]
 
@@ -144,6 +145,28 @@ def _details(error: grpc.Call | grpc.aio.AioRpcError) -> tuple[error_details_pb2
     return (ours or infos or [None])[0], delay
 
 
+def _error_class(code: grpc.StatusCode) -> type[SessionValidatorError]:
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return StoreUnavailableError
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ValidatorTimeoutError
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return RateLimitedError
+    return SessionValidatorError
+
+
+def from_item_error(error: pb.ItemError) -> SessionValidatorError:
+    """Map a batch item's own error (``ValidateSessionResponse.error``) to the matching exception."""
+    code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
+    return _error_class(code)(
+        error.message,
+        code=code,
+        reason=error_reason_name(error.reason) if error.reason else None,
+        domain=DOMAIN,
+        retry_delay=error.retry_delay.ToTimedelta().total_seconds() if error.HasField("retry_delay") else None,
+    )
+
+
 def from_rpc_error(error: grpc.RpcError) -> SessionValidatorError:
     """Map a failed call to the matching :class:`SessionValidatorError` subclass."""
     if not isinstance(error, grpc.Call | grpc.aio.AioRpcError):
@@ -151,15 +174,7 @@ def from_rpc_error(error: grpc.RpcError) -> SessionValidatorError:
         return SessionValidatorError(str(error) or type(error).__name__, code=grpc.StatusCode.UNKNOWN)
     code = error.code()
     info, delay = _details(error)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        cls: type[SessionValidatorError] = StoreUnavailableError
-    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        cls = ValidatorTimeoutError
-    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        cls = RateLimitedError
-    else:
-        cls = SessionValidatorError
-    return cls(
+    return _error_class(code)(
         error.details() or "",
         code=code,
         reason=info.reason if info is not None else None,
