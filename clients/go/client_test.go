@@ -225,7 +225,8 @@ func (a *attemptCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 // retry policy tried three times.
 func TestStoreDown(t *testing.T) {
 	attempts := &attemptCounter{}
-	c := downClient(t, sessionvalidator.WithDialOptions(grpc.WithStatsHandler(attempts)))
+	// A long deadline: this is about the mapping and the retries, not the deadline.
+	c := downClient(t, sessionvalidator.WithDialOptions(grpc.WithStatsHandler(attempts)), sessionvalidator.WithTimeout(5*time.Second))
 	res, err := c.ValidateCookieHeaderString(t.Context(), header(t, "valid_scalar_user"))
 	if err == nil {
 		t.Fatalf("got verdict %s, want an error", res.Verdict)
