@@ -216,7 +216,7 @@ class Service:
             retry_pushback=kind.retry_pushback,
             identify=settings.rate_limit is not None,
         )
-        server = kind.new_server(reuse_port=reuse_port)
+        server = kind.new_server(reuse_port=reuse_port, max_concurrent_streams=settings.max_concurrent_streams)
         _add_servicer(servicer, server)
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
