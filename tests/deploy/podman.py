@@ -41,9 +41,7 @@ ENV = {**os.environ, "CONTAINERS_CONF": str(_containers_conf())}
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run podman; on failure the error names the command and its output."""
-    result = subprocess.run(
-        ["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    result = subprocess.run(["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         msg = f"podman {shlex.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
         raise AssertionError(msg)

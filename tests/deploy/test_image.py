@@ -32,6 +32,9 @@ MAX_VENV_BYTES = 64 * 1024 * 1024
 GRACE_S = 5
 SECRETS_PATH = "/etc/sessionvalidator/secrets"
 IMAGE_ENTRY_PYTHON = "--entrypoint=python"
+# Paths inside the container, not on the host.
+CONTAINER_TMP = "/tmp"  # noqa: S108
+CONTAINER_VAR_TMP = "/var/tmp"  # noqa: S108
 MEASUREMENTS = ROOT / ".tmp" / "image" / "measurements.json"
 
 
@@ -71,7 +74,7 @@ def run_args(redis_server: RedisServer, secret_path: Path, port: int, *extra: st
         "--read-only",
         "--read-only-tmpfs=false",
         "--tmpfs",
-        "/tmp:rw,nosuid,nodev,size=16m",
+        f"{CONTAINER_TMP}:rw,nosuid,nodev,size=16m",
         "--cap-drop",
         "ALL",
         "--security-opt",
@@ -169,9 +172,9 @@ def test_runs_as_65532_on_a_read_only_root_with_only_a_tmpfs_writable(deployed: 
     assert "/" not in {mountpoint for mountpoint, _ in writable}
 
     probe = "import sys; open(sys.argv[1] + '/probe', 'w').write('x')"
-    for path in ["/", "/opt/venv", "/opt/venv/lib", "/etc", "/var/tmp", "/etc/sessionvalidator"]:
+    for path in ["/", "/opt/venv", "/opt/venv/lib", "/etc", CONTAINER_VAR_TMP, "/etc/sessionvalidator"]:
         assert container.exec("python", "-c", probe, path).returncode != 0, f"{path} is writable"
-    assert container.exec("python", "-c", probe, "/tmp").returncode == 0
+    assert container.exec("python", "-c", probe, CONTAINER_TMP).returncode == 0
 
 
 def test_validates_through_the_port(deployed: Deployed, secret_file: tuple[str, Path]) -> None:
@@ -266,4 +269,3 @@ def test_the_image_holds_no_compiler_pip_cache_or_tests() -> None:
     record(image_mib=round(size / 2**20, 1), venv_mib=round(venv_bytes / 2**20, 1))
     assert size < MAX_IMAGE_BYTES
     assert venv_bytes < MAX_VENV_BYTES
-
