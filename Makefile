@@ -215,13 +215,14 @@ image: ## Build the image with docker or podman: IMAGE=…, PYTHON_IMAGE=…@sha
 	  $(if $(filter 1,$(IMAGE_OFFLINE)),--build-arg PIP_OFFLINE=1 --build-arg WHEELHOUSE=$(WHEELHOUSE)) .
 
 .PHONY: image-deps
-image-deps: ## Install podman, runc, mmdebstrap and podman-compose (apt) unless a docker daemon answers
-	@docker info >/dev/null 2>&1 || { for c in podman runc mmdebstrap podman-compose; do command -v $$c; done; } >/dev/null || { \
-	  command -v apt-get >/dev/null || { echo "image-deps: no docker daemon and no apt-get to install podman"; exit 1; }; \
+image-deps: ## Install podman, runc, mmdebstrap and podman-compose (apt) when missing
+	@missing=$$(for c in podman runc mmdebstrap podman-compose; do command -v $$c >/dev/null || echo $$c; done); \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "image-deps: cannot install $$missing without apt-get"; exit 1; }; \
 	  echo "installing podman, runc, mmdebstrap, podman-compose (apt)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    podman runc mmdebstrap podman-compose uidmap >/dev/null; }
+	    podman runc mmdebstrap podman-compose uidmap >/dev/null; fi
 
 # A local stand-in for python:3.11-slim-bookworm: Debian bookworm with its
 # Python 3.11 as `python`, built with mmdebstrap and cached under .tmp/.
@@ -237,9 +238,15 @@ $(TEST_REDIS_TAR):
 	@mv $@.tmp.tar $@
 
 .PHONY: test-image
-test-image: image-deps venv system-deps ## Build the image offline on a local bookworm base and run it under podman (uid, read-only, health, calls, SIGTERM, size, compose)
-	@if [ "$(CONTAINER_ENGINE)" != podman ]; then echo "test-image runs under podman (CONTAINER_ENGINE=podman)"; exit 1; fi
-	@$(MAKE) $(TEST_BASE_TAR) $(TEST_REDIS_TAR)
+test-image: venv system-deps ## Build the image offline on a local bookworm base and run it under podman (uid, read-only, health, calls, SIGTERM, size, compose)
+	@# Skipped only where podman cannot be had (no apt-get, not CI); CI fails instead.
+	@if ! command -v podman >/dev/null && ! command -v apt-get >/dev/null && [ -z "$${CI:-}" ]; then \
+	  echo "SKIPPED test-image: no podman and no apt-get to install it (CI fails here)"; exit 0; fi; \
+	$(MAKE) test-image-run
+
+.PHONY: test-image-run
+test-image-run: image-deps venv system-deps
+	@$(MAKE) -j2 $(TEST_BASE_TAR) $(TEST_REDIS_TAR)
 	@$(call podman_import,$(TEST_BASE_TAR),$(TEST_BASE_IMAGE),--change 'CMD ["python3"]')
 	@$(call podman_import,$(TEST_REDIS_TAR),$(TEST_REDIS_IMAGE),--change 'CMD ["redis-server"]')
 	@$(MAKE) image CONTAINER_ENGINE=podman IMAGE=$(TEST_IMAGE) PYTHON_IMAGE=$(TEST_BASE_IMAGE) IMAGE_OFFLINE=1
