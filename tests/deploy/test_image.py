@@ -86,7 +86,7 @@ def run_args(redis_server: RedisServer, secret_path: Path, port: int, *extra: st
         "--env",
         f"SESSIONVALIDATOR_LISTEN=127.0.0.1:{port}",
         "--env",
-        f"SESSIONVALIDATOR_REDIS_URL={redis_server.url}",
+        f"SESSIONVALIDATOR_STORE_URL={redis_server.url}",
         "--env",
         f"SESSIONVALIDATOR_SECRETS_FILE={SECRETS_PATH}",
         "--env",
@@ -140,7 +140,7 @@ def healthcheck(container: Container) -> tuple[int, int]:
     return by_podman, as_written
 
 
-def wait_health(container: Container, *, healthy: bool, timeout: float = 10) -> float:
+def wait_health(container: Container, *, healthy: bool, timeout: float = 30) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         by_podman, as_written = healthcheck(container)
