@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -45,6 +46,7 @@ class Metrics:
             registry=registry,
         )
         self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions")}
+        self.observe_single = self._latency["ValidateSession"].observe
         store_errors = Counter(
             "sessionvalidator_store_errors",
             "Calls that failed because the session store could not be read, by ErrorInfo reason.",
@@ -57,6 +59,7 @@ class Metrics:
             "Calls refused with RESOURCE_EXHAUSTED because their peer sent too many bad cookies.",
             registry=registry,
         )
+        self._by_index: dict[int, Any] = {}
         self._secret_index = Counter(
             "sessionvalidator_secret_verifications",
             "Signatures verified, by the position of the secret that verified them (0 = current).",
@@ -88,7 +91,10 @@ class Metrics:
         """Count one answered credential."""
         self._by_reason[reason].inc()
         if secret_index is not None:
-            self._secret_index.labels(str(secret_index)).inc()
+            child = self._by_index.get(secret_index)
+            if child is None:
+                child = self._by_index[secret_index] = self._secret_index.labels(str(secret_index))
+            child.inc()
 
     def overloaded(self, cause: str) -> None:
         """Count one call refused for overload."""
