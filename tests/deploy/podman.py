@@ -14,7 +14,6 @@ import re
 import secrets
 import shlex
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,7 +27,8 @@ def _containers_conf() -> Path:
     runtime = os.environ.get("PODMAN_RUNTIME", "runc")
     ulimits = re.findall(r"--ulimit\s+(\S+)", os.environ.get("PODMAN_ULIMITS", ""))
     ulimits = ulimits or ["nofile=16384:16384", "nproc=4096:4096"]
-    conf = Path(tempfile.mkdtemp(prefix="sv-podman-")) / "containers.conf"
+    conf = Path(__file__).resolve().parents[2] / ".tmp" / "image" / "containers.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(
         f"[containers]\ndefault_ulimits = {json.dumps(ulimits)}\n[engine]\nruntime = {json.dumps(runtime)}\n",
         encoding="utf-8",
