@@ -65,7 +65,9 @@ def test_mint_writes_what_connect_redis_writes(redis_server: RedisServer) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout == "connect.sid=s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU\n"
     client = redis_server.client()
-    stored = json.loads(client.get("sess:apple"))
+    raw = client.get("sess:apple")
+    assert raw is not None
+    stored = json.loads(raw)
     assert stored["passport"] == {"user": {"id": 5}}
     assert stored["cookie"]["originalMaxAge"] == 60000
     assert 58 <= client.ttl("sess:apple") <= 60
