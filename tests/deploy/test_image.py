@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -21,7 +22,7 @@ import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-from tests.deploy.podman import IMAGE, Container, image_config, podman, run
+from tests.deploy.podman import ENV, IMAGE, Container, image_config, podman, run
 from tests.support.processes import ROOT, RedisServer, free_port
 
 # What the image may weigh on the test's base (Debian bookworm minbase with
@@ -233,14 +234,41 @@ def test_native_server_is_one_variable_away(redis_server: RedisServer, secret_fi
         assert response.user.id == "native-user"
 
 
+def threads_of(pid: int) -> str:
+    """What each thread of a process is blocked in, from the host's /proc (for a failure message)."""
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        try:
+            comm = (task / "comm").read_text().strip()
+            wchan = (task / "wchan").read_text().strip()
+            state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        lines.append(f"{task.name} {comm} {state} {wchan}")
+    return "\n".join(lines)
+
+
 def test_sigterm_ends_it_with_status_0_within_the_grace_period(deployed: Deployed) -> None:
     container = deployed.container
+    pid = int(container.state()["Pid"])
     started = time.monotonic()
-    podman("stop", "--time", str(GRACE_S + 5), container.name, timeout=60)
+    stop = subprocess.Popen(
+        ["podman", "stop", "--time", str(GRACE_S + 5), container.name],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    diagnosis = ""
+    try:
+        stop.wait(timeout=GRACE_S + 1)
+    except subprocess.TimeoutExpired:
+        # Still running past the grace period: note what its threads wait on before podman kills it.
+        diagnosis = f"still running {GRACE_S + 1} s after SIGTERM; threads:\n{threads_of(pid)}\n"
+        stop.wait(timeout=60)
     elapsed = time.monotonic() - started
     state = container.state()
     record(sigterm_to_exit_s=round(elapsed, 2))
-    assert state["ExitCode"] == 0, container.logs()[-3000:]
+    assert state["ExitCode"] == 0, diagnosis + container.logs()[-3000:]
     assert elapsed < GRACE_S
     logs = container.logs()
     assert '"event": "stopped"' in logs
