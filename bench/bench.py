@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import math
 import os
@@ -450,7 +449,8 @@ def profile(target: Target, shape: LoadShape, out: Path, scratch: Path) -> None:
     Not a measured run: sampling costs the server some CPU.
     """
     name = target.server.name
-    spy = [sys.executable, "-m", "py_spy"] if importlib.util.find_spec("py_spy") else ["py-spy"]
+    # py-spy's wheel installs a binary beside the interpreter (make bench-deps).
+    spy = [str(Path(sys.executable).with_name("py-spy"))]
     seconds = max(2, int(shape.duration_s) - 1)
     print(f"profiling {name} with py-spy for {seconds} s ...", flush=True)
     common = ["-p", str(target.server.pid), "-d", str(seconds), "-r", "250", "--nonblocking"]
@@ -800,6 +800,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--rerender"] and len(args) == 2:
         return rerender(Path(args[1]))
+    if args[:1] == ["--gateway"]:  # bench/gateway.py: Envoy with and without ext_authz
+        import gateway
+
+        return int(gateway.main(args[1:]))
     config = parse_args(argv)
     command_line = shlex.join([".venv/bin/python", "bench/bench.py", *(sys.argv[1:] if argv is None else argv)])
     out = ROOT / "results" / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"

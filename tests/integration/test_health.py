@@ -47,7 +47,11 @@ def test_liveness_readiness_and_list(seeded: ValidatorProcess) -> None:
     with grpc.insecure_channel(seeded.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         listed = health.List(health_pb2.HealthListRequest(), timeout=5)
-        assert {name: s.status for name, s in listed.statuses.items()} == {"": SERVING, READINESS: SERVING}
+        assert {name: s.status for name, s in listed.statuses.items()} == {
+            "": SERVING,
+            READINESS: SERVING,
+            "envoy.service.auth.v3.Authorization": SERVING,  # ext_authz follows readiness
+        }
         with pytest.raises(grpc.RpcError) as caught:
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND

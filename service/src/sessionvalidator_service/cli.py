@@ -125,8 +125,22 @@ async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]
     return lines
 
 
+DEV_SECRET = Path(".tmp/dev-secret")
+
+
+def _with_dev_secret(env: Mapping[str, str]) -> Mapping[str, str]:
+    """Without a configured secret, use ``make run``'s development secret when it exists here."""
+    if env.get(f"{PREFIX}SECRETS") or env.get(f"{PREFIX}SECRETS_FILE") or not DEV_SECRET.is_file():
+        return env
+    print(
+        f"sessionvalidator mint: no secret configured; using make run's development secret in {DEV_SECRET}",
+        file=sys.stderr,
+    )
+    return {**env, f"{PREFIX}SECRETS_FILE": str(DEV_SECRET.resolve())}
+
+
 def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
-    settings = _settings(env)
+    settings = _settings(_with_dev_secret(env))
     from sessionvalidator_service.stores import StoreError
 
     try:
@@ -182,7 +196,7 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
         try:
             response = pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=args.timeout)
         except grpc.RpcError as exc:
-            print(json.dumps({"error": exc.code().name, "message": exc.details()}))
+            print(json.dumps({"error": exc.code().name, "reason": _error_reason(exc), "message": exc.details()}))
             return EXIT_RPC_FAILED
     print(json_format.MessageToJson(response, preserving_proto_field_name=True, indent=None))
     return check_exit(response.verdict)
@@ -197,6 +211,22 @@ def check_exit(verdict: int) -> int:
         print(f"sessionvalidator: unknown verdict {verdict}: treated as not valid", file=sys.stderr)
         return EXIT_RPC_FAILED
     return CHECK_EXIT[name]
+
+
+def _error_reason(exc: Any) -> str | None:
+    """Return the google.rpc.ErrorInfo reason of a failed call, if the status carries one."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            return str(info.reason)
+    return None
 
 
 def _healthcheck(env: Mapping[str, str], args: argparse.Namespace) -> int:

@@ -45,7 +45,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions")}
+        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions", "Check", "ForwardAuth")}
+        self._gateway = Counter(
+            "sessionvalidator_gateway_decisions",
+            "Gateway answers (front: ext_authz or http) by decision (allow, deny, unavailable, rate_limited, error)"
+            " and label (verdict, anonymous, or ErrorInfo reason).",
+            ["front", "decision", "label"],
+            registry=registry,
+        )
+        self._gateway_children: dict[tuple[str, str, str], Any] = {}
         self.observe_single = self._latency["ValidateSession"].observe
         store_errors = Counter(
             "sessionvalidator_store_errors",
@@ -95,6 +103,14 @@ class Metrics:
             if child is None:
                 child = self._by_index[secret_index] = self._secret_index.labels(str(secret_index))
             child.inc()
+
+    def gateway_decision(self, front: str, decision: str, label: str) -> None:
+        """Count one answer given to a gateway."""
+        key = (front, decision, label)
+        child = self._gateway_children.get(key)
+        if child is None:  # a handful of combinations: bound once each
+            child = self._gateway_children[key] = self._gateway.labels(front, decision, label)
+        child.inc()
 
     def overloaded(self, cause: str) -> None:
         """Count one call refused for overload."""

@@ -190,21 +190,32 @@ class RedisSessionStore(SessionStore):
         ]
 
     async def _scripted_read(self, keys: list[str]) -> list[Any] | None:
-        """Read ``keys`` with the batch script; ``None`` when this server refuses scripts."""
+        """Read ``keys`` with the batch script; ``None`` when this server refuses scripts.
+
+        One command: sent without a pipeline object, whose bookkeeping costs
+        more than the command itself.
+        """
         limit = str(self._max_bytes)
-        (reply,) = await self._run([("EVALSHA", _READ_SESSIONS_SHA, str(len(keys)), *keys, limit)])
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            (reply,) = await self._run([("EVAL", _READ_SESSIONS, str(len(keys)), *keys, limit)])
-        if isinstance(reply, redis.exceptions.ResponseError):
+        try:
+            async with asyncio.timeout(self._timeout):
+                try:
+                    reply = await self._client.execute_command("EVALSHA", _READ_SESSIONS_SHA, len(keys), *keys, limit)
+                except redis.exceptions.NoScriptError:
+                    reply = await self._client.execute_command("EVAL", _READ_SESSIONS, len(keys), *keys, limit)
+        except redis.exceptions.ResponseError as exc:
             log.warning(
                 "the store refuses scripts; reading sessions command by command",
-                extra={"event": "store_no_scripts", "error": str(reply)[:200]},
+                extra={"event": "store_no_scripts", "error": str(exc)[:200]},
             )
             self._scripted = False
             return None
-        if isinstance(reply, Exception):
-            raise StoreUnavailableError(str(reply))
-        return cast("list[Any]", reply)
+        except (TimeoutError, redis.exceptions.TimeoutError) as exc:
+            raise StoreTimeoutError(str(exc) or "store timeout") from exc
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+        if not isinstance(reply, list):
+            raise StoreUnavailableError(f"unexpected script reply: {type(reply).__name__}")
+        return reply
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserRecordData | None]:
         """Read many user records in one round trip.
