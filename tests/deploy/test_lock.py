@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +78,18 @@ def test_the_image_installs_the_locks_with_hashes() -> None:
     assert "-r /src/requirements/runtime.lock" in dockerfile
     assert "-r /src/requirements/build.lock" in dockerfile
     assert "pygrpc-native" in pins((REQUIREMENTS / "runtime.lock").read_text(encoding="utf-8"))
+
+
+def test_the_lock_holds_every_dependency_the_packages_declare() -> None:
+    """The image installs the two wheels with --no-deps: the lock must already hold what they ask for."""
+    locked = pins((REQUIREMENTS / "runtime.lock").read_text(encoding="utf-8"))
+    own = {"sessionvalidator", "sessionvalidator-service"}
+    for project in ["service", "clients/python"]:
+        metadata = tomllib.loads((ROOT / project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        declared = list(metadata["dependencies"])
+        for extra in metadata.get("optional-dependencies", {}).values():
+            declared += extra
+        for requirement in declared:
+            name = re.sub(r"[-_.]+", "-", re.split(r"[\s;<>=!~\[]", requirement, maxsplit=1)[0]).lower()
+            if name not in own:
+                assert name in locked, f"{project} needs {name}: add it to requirements/runtime.txt and run `make lock`"
