@@ -244,7 +244,9 @@ class Validator:
         assert reason is not None  # noqa: S101 - callers check
         self._metrics.judged(reason, credential.secret_index)
         if reason is Reason.SIGNATURE_MISMATCH:
-            self._logs.warning("bad_signature", "cookie signature rejected", scope=identity.scope if identity else "")
+            # Who sent it (a transport address, or the client a trusted gateway named), never the cookie.
+            who = {"peer": identity.key} if identity is not None else {}
+            self._logs.warning("bad_signature", "cookie signature rejected", **who)
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("cookie rejected", extra={"event": "rejected", "reason": reason.label})
         return Outcome(reason, credential)
