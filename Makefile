@@ -263,7 +263,7 @@ wheelhouse: $(WHEELHOUSE)/.stamp ## Download the locked wheels for offline image
 .PHONY: image
 image: ## Build the image with docker or podman: IMAGE=…, PYTHON_IMAGE=…@sha256:…, IMAGE_OFFLINE=1 (wheelhouse, --no-index)
 	@if [ "$(IMAGE_OFFLINE)" = 1 ]; then $(MAKE) wheelhouse; fi
-	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) build $(ENGINE_BUILD_FLAGS) -t $(IMAGE) \
+	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) build $(ENGINE_BUILD_FLAGS) $(IMAGE_BUILD_FLAGS) -t $(IMAGE) \
 	  --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
 	  $(if $(filter 1,$(IMAGE_OFFLINE)),--build-arg PIP_OFFLINE=1 --build-arg WHEELHOUSE=$(WHEELHOUSE)) .
 
@@ -302,7 +302,13 @@ test-image-run: image-deps venv system-deps
 	@$(MAKE) -j2 $(TEST_BASE_TAR) $(TEST_REDIS_TAR)
 	@$(call podman_import,$(TEST_BASE_TAR),$(TEST_BASE_IMAGE),--change 'CMD ["python3"]')
 	@$(call podman_import,$(TEST_REDIS_TAR),$(TEST_REDIS_IMAGE),--change 'CMD ["redis-server"]')
-	@$(MAKE) image CONTAINER_ENGINE=podman IMAGE=$(TEST_IMAGE) PYTHON_IMAGE=$(TEST_BASE_IMAGE) IMAGE_OFFLINE=1
+	@# No intermediate layers kept, and the image this build replaces is removed: repeated runs on one machine
+	@# (CI clones, every developer's run) do not pile up images.
+	@previous=$$(podman image inspect --format '{{.Id}}' $(TEST_IMAGE) 2>/dev/null || true); \
+	$(MAKE) image CONTAINER_ENGINE=podman IMAGE=$(TEST_IMAGE) PYTHON_IMAGE=$(TEST_BASE_IMAGE) IMAGE_OFFLINE=1 \
+	  IMAGE_BUILD_FLAGS=--layers=false; \
+	current=$$(podman image inspect --format '{{.Id}}' $(TEST_IMAGE)); \
+	if [ -n "$$previous" ] && [ "$$previous" != "$$current" ]; then podman image rm "$$previous" >/dev/null || true; fi
 	IMAGE=$(TEST_IMAGE) REDIS_IMAGE=$(TEST_REDIS_IMAGE) PODMAN_RUNTIME=$(PODMAN_RUNTIME) PODMAN_ULIMITS='$(PODMAN_ULIMITS)' SESSIONVALIDATOR_DEPLOY_TESTS=1 \
 	  $(PY) -m pytest tests/deploy/test_image.py tests/deploy/test_compose.py
 
