@@ -306,16 +306,24 @@ def test_the_chart_with_every_option() -> None:
     assert container["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
 
 
-def test_the_chart_refuses_tls_without_a_secret() -> None:
+def helm_refuses(*settings: str) -> str:
+    flags = [flag for setting in settings for flag in ("--set", setting)]
     result = subprocess.run(
-        [HELM, "template", "sv", str(CHART), "--set", "tls.enabled=true"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [HELM, "template", "sv", str(CHART), *flags], capture_output=True, text=True, timeout=60, check=False
     )
-    assert result.returncode != 0
-    assert "tls.existingSecret is required" in result.stderr
+    assert result.returncode != 0, f"helm rendered {settings}"
+    return result.stderr
+
+
+def test_the_chart_refuses_tls_without_a_secret() -> None:
+    assert "tls.existingSecret is required" in helm_refuses("tls.enabled=true")
+
+
+def test_the_values_schema_refuses_typos_and_secrets_in_values() -> None:
+    assert "existingsecret" in helm_refuses("store.existingsecret=session-store")
+    assert "/config" in helm_refuses("config.SESSIONVALIDATOR_SECRETS=keyboard-cat")
+    assert "/config" in helm_refuses("config.SESSIONVALIDATOR_STORE_URL=redis://:password@redis")
+    assert "/image/digest" in helm_refuses("image.digest=latest")
 
 
 # ---------------------------------------------------------------- the checks can fail
