@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -99,6 +98,7 @@ class ReadinessMonitor:
         self._ping_timeout = ping_timeout_s
         self._failures_to_flip = failures_to_flip
         self._serving: bool | None = None
+        self._stopped = False
 
     @property
     def serving(self) -> bool:
@@ -109,10 +109,14 @@ class ReadinessMonitor:
         for service in self._services:
             await self._health.set(service, status)
 
+    def stop(self) -> None:
+        """Stop at the next step, whatever the store client does with a cancellation (see Service.stop)."""
+        self._stopped = True
+
     async def run(self) -> None:
-        """Ping forever; cancel to stop."""
+        """Ping until stopped (or cancelled)."""
         failures = 0
-        while True:
+        while not self._stopped:
             try:
                 await self._store.ping(timeout_s=self._ping_timeout)
             except StoreError as exc:
@@ -176,6 +180,7 @@ class Service:
         store: SessionStore,
         validator: Validator,
         health_servicer: HealthServicer,
+        monitor: ReadinessMonitor,
         monitor_task: asyncio.Task[None],
         loop_lag: LoopLag,
         http: HttpAuthServer | None = None,
@@ -187,6 +192,7 @@ class Service:
         self.store = store
         self.validator = validator
         self.health = health_servicer
+        self._monitor = monitor
         self._monitor_task = monitor_task
         self.http = http
         self._loop_lag = loop_lag
@@ -311,6 +317,7 @@ class Service:
             store=store,
             validator=validator,
             health_servicer=health_servicer,
+            monitor=monitor,
             monitor_task=task,
             loop_lag=loop_lag,
             http=http,
@@ -337,15 +344,23 @@ class Service:
         grace = self.settings.shutdown_grace_s
         log.info("shutting down", extra={"event": "shutdown", "grace_s": grace})
         await self.health.enter_graceful_shutdown()
+        # A cancellation that lands while the store client is timing out a
+        # ping can be turned into that timeout by the client library, and the
+        # loop would go on pinging: it also stops at its next step, and
+        # shutdown waits for it only briefly, so SIGTERM always ends in time.
+        self._monitor.stop()
         self._monitor_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._monitor_task
+        await asyncio.wait({self._monitor_task}, timeout=1.0)
         if self.http is not None:
             await asyncio.gather(self.http.stop(grace), self.server.stop(grace))
         else:
             await self.server.stop(grace)
         await self._loop_lag.stop()
-        await self.store.aclose()
+        try:
+            async with asyncio.timeout(2.0):
+                await self.store.aclose()
+        except TimeoutError:
+            log.warning("the store's connections did not close in time", extra={"event": "store_close_timeout"})
         log.info("stopped", extra={"event": "stopped"})
 
 
