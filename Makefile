@@ -45,6 +45,10 @@ tests/parity/node_modules/.stamp: tests/parity/package.json tests/parity/package
 	cd tests/parity && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+.PHONY: ferretdb
+ferretdb: ## Build the pinned FerretDB (MongoDB wire protocol, SQLite) for the MongoDB store's tests, once
+	@scripts/build-ferretdb.sh >/dev/null
+
 .PHONY: node-deps
 node-deps: tests/parity/node_modules/.stamp ## Install the parity app's pinned npm packages
 
@@ -110,13 +114,13 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 	@scripts/run.sh
 
 .PHONY: test-deps
-test-deps: system-deps venv node-deps node-client-deps ## Install everything the tests need
+test-deps: system-deps venv node-deps node-client-deps ferretdb ## Install everything the tests need
 
 .PHONY: test
 test: test-deps checkgenerate lint test-service test-python test-go test-node ## Everything CI runs: generated code, lint, every test
 
 .PHONY: test-service
-test-service: system-deps venv node-deps ## The service's tests: unit, integration, Express parity, differential
+test-service: system-deps venv node-deps ferretdb ## The service's tests: unit, integration, Express parity, differential
 	$(PY) -m pytest
 
 .PHONY: test-topologies

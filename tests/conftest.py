@@ -1,4 +1,4 @@
-"""Shared fixtures: real redis-server processes and the real service."""
+"""Shared fixtures: real redis-server and FerretDB processes and the real service."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import RedisServer  # noqa: E402
+from tests.support.processes import FerretDBServer, RedisServer  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 
@@ -37,6 +37,26 @@ def redis_server() -> Iterator[RedisServer]:
 def shared_redis() -> Iterator[RedisServer]:
     """One redis-server for the tests that only read and write their own keys."""
     server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def ferretdb() -> Iterator[FerretDBServer]:
+    """A MongoDB wire-protocol server (FerretDB) of this test's own (it may be stopped and restarted)."""
+    server = FerretDBServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def shared_ferretdb() -> Iterator[FerretDBServer]:
+    """One FerretDB for the tests that only read and write their own documents."""
+    server = FerretDBServer().start()
     try:
         yield server
     finally:
