@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,12 +39,12 @@ EARLIER = NOW - timedelta(minutes=1)
 
 
 @pytest.fixture
-def db(shared_ferretdb: FerretDBServer, request: pytest.FixtureRequest) -> Iterator[tuple[FerretDBServer, str]]:
+def db(shared_ferretdb: FerretDBServer, request: pytest.FixtureRequest) -> tuple[FerretDBServer, str]:
     """A database of this test's own on the shared server."""
     name = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:50]
     with shared_ferretdb.client() as client:
         client.drop_database(name)
-    yield shared_ferretdb, name
+    return shared_ferretdb, name
 
 
 def url_of(server: FerretDBServer, database: str) -> str:
