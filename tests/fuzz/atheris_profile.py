@@ -29,12 +29,13 @@ import atheris  # type: ignore[import-untyped]  # noqa: E402
 
 with atheris.instrument_imports(include=["sessionvalidator_service"]):
     from sessionvalidator.v1 import session_validator_service_pb2 as pb
-    from sessionvalidator_service.domain import Credential, UserRecord, js_string
-    from sessionvalidator_service.servicer import build_profile
-    from sessionvalidator_service.store import RedisSessionStore, StoredSession
+    from sessionvalidator_service.domain import Credential, UserRecord
+    from sessionvalidator_service.jsemu import js_string
+    from sessionvalidator_service.stores.redis import RedisSessionStore
 
 from tests.fuzz.fuzzing import expand, tolerate  # noqa: E402
-from tests.fuzz.oracles import check_response, json_depth, make_servicer  # noqa: E402
+from tests.fuzz.oracles import check_response, json_depth, make_servicer, profile_message  # noqa: E402
+from tests.support.stored import redis_stored  # noqa: E402
 
 SERVICER = make_servicer()
 CREDENTIAL = Credential(None, "fuzz-session", 0)
@@ -45,7 +46,7 @@ def _profile_round_trip(record: dict[str, object], data: bytes) -> None:
     try:
         user_id = record.get("id", record.get("_id"))
         user = UserRecord("" if user_id is None else js_string(user_id), record)
-        profile = build_profile(user, record)
+        profile = profile_message(user, record)
         response = pb.ValidateSessionResponse(user=profile)
         parsed = pb.ValidateSessionResponse.FromString(response.SerializeToString())
         assert parsed == response
@@ -75,7 +76,7 @@ def test_one_input(fuzz_input: bytes) -> None:
 
     stored = b'{"cookie":{"expires":null},"passport":{"user":' + data + b"}}"
     try:
-        response, pending = SERVICER._judge(CREDENTIAL, StoredSession(stored, 60_000))
+        response, pending = SERVICER._judge(CREDENTIAL, redis_stored(stored, 60_000))
         assert pending is None
         check_response(response)
     except AssertionError:

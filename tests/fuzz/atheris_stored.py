@@ -23,11 +23,12 @@ if str(ROOT) not in sys.path:
 import atheris  # type: ignore[import-untyped]  # noqa: E402
 
 with atheris.instrument_imports(include=["sessionvalidator_service"]):
-    from sessionvalidator_service.domain import Credential, judge_stored, parse_json
-    from sessionvalidator_service.store import StoredSession
+    from sessionvalidator_service.domain import Credential, judge_stored
+    from sessionvalidator_service.jsemu import parse_json
 
 from tests.fuzz.fuzzing import expand, tolerate  # noqa: E402
 from tests.fuzz.oracles import FIXED_NOW, STORE_REASONS, check_response, make_servicer  # noqa: E402
+from tests.support.stored import redis_stored  # noqa: E402
 
 PTTLS = (-2, -1, 0, 3_600_000, 10**9)
 SERVICER = make_servicer()
@@ -44,13 +45,13 @@ def test_one_input(fuzz_input: bytes) -> None:
         tolerate(exc, data=data)
     for pttl_ms in PTTLS:
         try:
-            judgement = judge_stored(data, pttl_ms, FIXED_NOW)
+            judgement = judge_stored(redis_stored(data, pttl_ms), FIXED_NOW)
         except Exception as exc:  # noqa: BLE001
             tolerate(exc, data=data, pttl_ms=pttl_ms)
             continue
         assert judgement.reason in STORE_REASONS
         try:
-            response, pending = SERVICER._judge(CREDENTIAL, StoredSession(data, pttl_ms))
+            response, pending = SERVICER._judge(CREDENTIAL, redis_stored(data, pttl_ms))
             assert pending is None
             check_response(response)
         except AssertionError:

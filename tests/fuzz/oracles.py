@@ -38,17 +38,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
-from sessionvalidator_service.domain import MAX_CREDENTIAL_LENGTH, Credential, Reason
-from sessionvalidator_service.logs import SessionIdHasher
+from sessionvalidator_service.domain import MAX_CREDENTIAL_LENGTH, Credential, Reason, UserRecord
 from sessionvalidator_service.metrics import Metrics
-from sessionvalidator_service.servicer import REASONS, VERDICTS, SessionValidatorServicer
-from sessionvalidator_service.signature import Signer
-from sessionvalidator_service.store import RedisSessionStore
+from sessionvalidator_service.profile import AttributePolicy, build_profile
+from sessionvalidator_service.servicer import REASONS, VERDICTS, SessionValidatorServicer, user_profile
+from sessionvalidator_service.stores import StoredSession
+from sessionvalidator_service.stores.memory import MemoryStore
+from sessionvalidator_service.validator import Validator
 
 COOKIE_NAME = "connect.sid"
 
@@ -352,19 +352,42 @@ def production_recursion_limit(limit: int = 1000) -> Iterator[None]:
 FIXED_NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
-@functools.cache
-def make_servicer() -> SessionValidatorServicer:
-    """The real servicer (built once), for its synchronous ``_judge``, which never touches the store.
+class Judge:
+    """The real validator and servicer (built once), judging what a store holds without a network.
 
-    The Redis client is never connected: with no user key template, ``_judge``
-    builds the profile from the stored Passport user itself. Its clock is
-    :data:`FIXED_NOW` and its metrics go to a registry of their own.
+    With no user records configured the profile comes from the stored
+    Passport user itself. The clock is :data:`FIXED_NOW` and the metrics go
+    to a registry of their own.
     """
-    return SessionValidatorServicer(
-        signer=Signer(list(FUZZ_SECRETS)),
-        store=RedisSessionStore(aioredis.Redis(), key_prefix="fuzz:", timeout_s=0.05),
-        cookie_name=COOKIE_NAME,
-        hasher=SessionIdHasher(FUZZ_SECRETS[0]),
-        metrics=Metrics(CollectorRegistry()),
-        clock=lambda: FIXED_NOW,
-    )
+
+    def __init__(self) -> None:
+        metrics = Metrics(CollectorRegistry())
+        self.validator = Validator(
+            secrets=FUZZ_SECRETS,
+            store=MemoryStore(),
+            cookie_name=COOKIE_NAME,
+            metrics=metrics,
+            clock=lambda: FIXED_NOW,
+        )
+        self.servicer = SessionValidatorServicer(self.validator, metrics=metrics)
+
+    def _judge(
+        self, credential: Credential, stored: StoredSession
+    ) -> tuple[pb.ValidateSessionResponse, UserRecord | None]:
+        """The response for ``credential`` given ``stored``, and the user whose record is still to be read."""
+        outcome = self.validator._judge(credential, stored)
+        if self.validator._needs_record(outcome):
+            return self.servicer._response(outcome), outcome.user
+        self.validator._profile(outcome)
+        return self.servicer._response(outcome), None
+
+
+@functools.cache
+def make_servicer() -> Judge:
+    """The shared :class:`Judge`."""
+    return Judge()
+
+
+def profile_message(user: UserRecord, record: dict[str, Any] | None) -> pb.UserProfile:
+    """The UserProfile the service sends for ``user`` and its record, under the default attribute policy."""
+    return user_profile(build_profile(user, record, AttributePolicy()))

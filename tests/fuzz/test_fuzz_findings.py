@@ -17,12 +17,13 @@ import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-from sessionvalidator_service.domain import Credential, Reason, UserRecord, judge_stored, parse_json
+from sessionvalidator_service.domain import Credential, Reason, UserRecord, judge_stored
+from sessionvalidator_service.jsemu import parse_json
 from sessionvalidator_service.mint import encode_uri_component
-from sessionvalidator_service.servicer import build_profile
-from sessionvalidator_service.store import RedisSessionStore, StoredSession
+from sessionvalidator_service.stores.redis import RedisSessionStore
 from tests.fuzz.conftest import SERVICE_COOKIE, SESSION_PREFIX, FuzzService
-from tests.fuzz.oracles import FIXED_NOW, check_response, make_servicer
+from tests.fuzz.oracles import FIXED_NOW, check_response, make_servicer, profile_message
+from tests.support.stored import redis_stored
 
 COOKIE = {"originalMaxAge": None, "expires": None, "httpOnly": True, "path": "/"}
 # The range of a google.protobuf.Timestamp.
@@ -48,7 +49,7 @@ def session_with(**extra: Any) -> bytes:
 def test_sv_fuzz_1_a_session_nested_past_1024_levels_is_judged() -> None:
     # orjson stops at 1024 levels; the json.loads fallback recursed past Python's limit (RecursionError).
     raw = b'{"cookie":{},"x":' + nested_list(1100).encode() + b"}"
-    assert judge_stored(raw, 60_000, FIXED_NOW).reason in {Reason.SESSION_ACTIVE, Reason.CORRUPT_SESSION}
+    assert judge_stored(redis_stored(raw, 60_000), FIXED_NOW).reason in {Reason.SESSION_ACTIVE, Reason.CORRUPT_SESSION}
 
 
 def test_sv_fuzz_1_parse_json_raises_only_value_error() -> None:
@@ -67,7 +68,7 @@ def test_sv_fuzz_1_a_deeply_nested_user_record_is_no_record() -> None:
 def test_sv_fuzz_2_a_deeply_nested_passport_id_is_stringified() -> None:
     # 1003 levels in all: orjson parses it; String([[...[1]...]]) is "1".
     raw = b'{"cookie":{},"passport":{"user":{"id":' + nested_list(1000).encode() + b"}}}"
-    judgement = judge_stored(raw, 60_000, FIXED_NOW)
+    judgement = judge_stored(redis_stored(raw, 60_000), FIXED_NOW)
     assert judgement.user is not None
     assert judgement.user.user_id == "1"
 
@@ -77,12 +78,12 @@ def test_sv_fuzz_2_a_deeply_nested_passport_id_is_stringified() -> None:
 
 def test_sv_fuzz_3_a_user_record_nested_600_levels_makes_a_profile() -> None:
     record = parse_json(nested_object(600).encode())  # orjson: fine; Struct.update recursed
-    assert build_profile(UserRecord("1", record), record).id == "1"
+    assert profile_message(UserRecord("1", record), record).id == "1"
 
 
 def test_sv_fuzz_3_a_roles_string_of_brackets_makes_a_profile() -> None:
     record = {"id": 1, "roles": "[" * 1100}  # a hash field or JSON string, read by _strings' json.loads
-    assert build_profile(UserRecord("1", record), record).id == "1"
+    assert profile_message(UserRecord("1", record), record).id == "1"
 
 
 # ---------------------------------------------------------------- SV-FUZZ-4: expire_time out of range
@@ -101,7 +102,7 @@ def test_sv_fuzz_4_an_expiry_at_the_calendar_edge_makes_a_response(
     # No key TTL (connect-redis disableTTL): the stored cookie.expires becomes expire_time,
     # and Timestamp.FromDatetime raised OverflowError.
     raw = json.dumps({"cookie": {**COOKIE, "expires": expires}}).encode()
-    response, _ = make_servicer()._judge(Credential(None, "sid", 0), StoredSession(raw, -1))
+    response, _ = make_servicer()._judge(Credential(None, "sid", 0), redis_stored(raw, -1))
     check_response(response)
     assert response.reason == reason
     assert response.expire_time.ToDatetime(tzinfo=UTC) == expire_time
@@ -113,7 +114,7 @@ def test_sv_fuzz_4_an_expiry_at_the_calendar_edge_makes_a_response(
 @pytest.mark.parametrize("pttl_ms", [10**15, 9 * 10**18])
 def test_sv_fuzz_5_a_key_ttl_of_millennia_is_active(pttl_ms: int) -> None:
     # SET key value PX 1000000000000000 is accepted by Redis (about 31,700 years); now + PTTL overflowed.
-    judgement = judge_stored(session_with(), pttl_ms, FIXED_NOW)
+    judgement = judge_stored(redis_stored(session_with(), pttl_ms), FIXED_NOW)
     assert judgement.reason is Reason.SESSION_ACTIVE
     assert judgement.expire_time == LATEST
 
@@ -126,7 +127,7 @@ def test_sv_fuzz_6_a_deep_user_record_reaches_the_python_client(depth: int) -> N
     # upb refuses messages nested past 100 levels: a record 33 objects deep made a response
     # that the Python client could not parse (INTERNAL "Exception deserializing response!").
     record = parse_json(nested_object(depth).encode())
-    response = pb.ValidateSessionResponse(user=build_profile(UserRecord("1", record), record))
+    response = pb.ValidateSessionResponse(user=profile_message(UserRecord("1", record), record))
     assert pb.ValidateSessionResponse.FromString(response.SerializeToString()) == response
 
 
@@ -135,7 +136,7 @@ def test_sv_fuzz_6_a_deep_user_record_reaches_the_python_client(depth: int) -> N
 
 def test_sv_fuzz_8_a_passport_id_beyond_double_range_is_infinity() -> None:
     raw = session_with(passport={"user": 10**309})  # JSON.parse: Infinity; String(Infinity) = "Infinity"
-    judgement = judge_stored(raw, 60_000, FIXED_NOW)  # float(10**309) raised OverflowError
+    judgement = judge_stored(redis_stored(raw, 60_000), FIXED_NOW)  # float(10**309) raised OverflowError
     assert judgement.user is not None
     assert judgement.user.user_id == "Infinity"
 
@@ -146,7 +147,7 @@ def test_sv_fuzz_8_a_passport_id_beyond_double_range_is_infinity() -> None:
 def test_sv_fuzz_9_a_session_with_a_4301_digit_number_is_active() -> None:
     # Python's int-digits limit made json.loads raise: CORRUPT_SESSION where express-session serves it.
     raw = b'{"cookie":{"expires":null},"n":' + b"1" * 4301 + b"}"
-    assert judge_stored(raw, 60_000, FIXED_NOW).reason is Reason.SESSION_ACTIVE
+    assert judge_stored(redis_stored(raw, 60_000), FIXED_NOW).reason is Reason.SESSION_ACTIVE
 
 
 # ---------------------------------------------------------------- SV-FUZZ-10: surrogates in roles JSON
@@ -159,14 +160,14 @@ def test_sv_fuzz_10_a_roles_string_with_a_lone_surrogate_makes_a_profile(field: 
     # Found by atheris_profile.py: _strings' json.loads kept the lone surrogate and roles.extend
     # raised UnicodeEncodeError. parse_json scrubs it as JavaScript's UTF-8 encoder does.
     record = {"id": "9", field: ROLES_WITH_SURROGATE}
-    profile = build_profile(UserRecord("9", record), record)
+    profile = profile_message(UserRecord("9", record), record)
     assert list(profile.roles) == ["admin", "\ufffd"]
 
 
 def test_sv_fuzz_10_a_hash_user_record_with_a_lone_surrogate_in_roles_makes_a_profile() -> None:
     record = RedisSessionStore._user(None, {b"id": b"9", b"roles": ROLES_WITH_SURROGATE.encode()})
     assert record is not None
-    assert list(build_profile(UserRecord("9", record), record).roles) == ["admin", "\ufffd"]
+    assert list(profile_message(UserRecord("9", record), record).roles) == ["admin", "\ufffd"]
 
 
 # ---------------------------------------------------------------- the same bugs, end to end

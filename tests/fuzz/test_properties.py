@@ -43,9 +43,9 @@ from sessionvalidator_service.domain import (
     read_credential,
 )
 from sessionvalidator_service.mint import encode_uri_component, js_iso
-from sessionvalidator_service.servicer import REASONS, VERDICTS, build_profile
+from sessionvalidator_service.servicer import REASONS, VERDICTS
 from sessionvalidator_service.signature import Signer
-from sessionvalidator_service.store import RedisSessionStore, StoredSession
+from sessionvalidator_service.stores.redis import RedisSessionStore
 from tests.fuzz.conftest import SERVICE_COOKIE, SESSION_PREFIX, USER_KEY, FuzzService
 from tests.fuzz.oracles import (
     COOKIE_NAME,
@@ -59,11 +59,13 @@ from tests.fuzz.oracles import (
     has_malformed_escape,
     make_servicer,
     production_recursion_limit,
+    profile_message,
     ref_decode_uri_component,
     ref_find_cookie,
     ref_read_credential,
     ref_value,
 )
+from tests.support.stored import redis_stored
 
 SCALE = max(1, int(os.environ.get("FUZZ_EXAMPLES_SCALE", "1")))
 
@@ -546,7 +548,7 @@ def _expected_expiry(pttl_ms: int) -> datetime:
 @given(raw=stored_raw, pttl_ms=pttls)
 def test_judge_stored_answers_every_stored_value(raw: bytes, pttl_ms: int) -> None:
     with production_recursion_limit():
-        judgement = judge_stored(raw, pttl_ms, NOW)
+        judgement = judge_stored(redis_stored(raw, pttl_ms), NOW)
     assert judgement.reason in STORE_REASONS
     assert judgement.reason in _expected_store_reason(raw, pttl_ms)
     if judgement.reason is Reason.SESSION_ACTIVE:
@@ -577,7 +579,7 @@ def test_a_judged_session_always_makes_a_response(document: dict[str, Any], asci
     """The servicer's own ``_judge``: judge_stored, expire_time, the Passport user, the profile."""
     raw = dump_json(document, ascii_only)
     with production_recursion_limit():
-        response, pending = make_servicer()._judge(Credential(None, "sid", 0), StoredSession(raw, pttl_ms))
+        response, pending = make_servicer()._judge(Credential(None, "sid", 0), redis_stored(raw, pttl_ms))
     assert pending is None
     check_response(response)
     assert response.session_id == "sid"
@@ -591,7 +593,7 @@ def test_a_judged_session_always_makes_a_response(document: dict[str, Any], asci
 def test_every_stored_value_makes_a_response(raw: bytes, pttl_ms: int) -> None:
     """``_judge`` on raw stored bytes: deep, huge-numbered, edge-dated and garbage sessions included."""
     with production_recursion_limit():
-        response, pending = make_servicer()._judge(Credential(None, "sid", 0), StoredSession(raw, pttl_ms))
+        response, pending = make_servicer()._judge(Credential(None, "sid", 0), redis_stored(raw, pttl_ms))
     assert pending is None
     check_response(response)
 
@@ -611,7 +613,7 @@ def test_build_profile_serializes_every_json_record(record: dict[str, Any], asci
     with production_recursion_limit():
         parsed = parse_json(dump_json(record, ascii_only))
         assert isinstance(parsed, dict)
-        profile = build_profile(UserRecord(user_id, parsed), parsed)
+        profile = profile_message(UserRecord(user_id, parsed), parsed)
     note(repr(profile))
     assert profile.id == user_id
     wire = pb.ValidateSessionResponse(user=profile).SerializeToString()
@@ -633,7 +635,7 @@ def test_build_profile_serializes_deep_records(raw: bytes) -> None:
             return  # nested past 1024 levels: refused as unreadable, no record
         if not isinstance(record, dict):
             return
-        profile = build_profile(UserRecord("d", record), record)
+        profile = profile_message(UserRecord("d", record), record)
     wire = pb.ValidateSessionResponse(user=profile).SerializeToString()
     assert pb.ValidateSessionResponse.FromString(wire).user == profile
 
@@ -647,7 +649,7 @@ def test_build_profile_serializes_every_hash_record(fields: dict[bytes, bytes]) 
         assert record is None
         return
     assert record is not None
-    profile = build_profile(UserRecord("7", record), record)
+    profile = profile_message(UserRecord("7", record), record)
     assert pb.UserProfile.FromString(profile.SerializeToString()) == profile
 
 
@@ -737,7 +739,7 @@ def _user_key(raw: bytes | None, ttl_s: int | None) -> str | None:
     """The user record key the service will read for this stored session, if any."""
     if raw is None:
         return None
-    judgement = judge_stored(raw, -1 if ttl_s is None else ttl_s * 1000, datetime.now(UTC))
+    judgement = judge_stored(redis_stored(raw, -1 if ttl_s is None else ttl_s * 1000), datetime.now(UTC))
     if judgement.user is None or judgement.user.record is not None:
         return None
     return USER_KEY.replace("{id}", judgement.user.user_id)
@@ -782,7 +784,7 @@ def test_every_request_gets_a_verdict_over_rpc(fuzz_service: FuzzService, stub: 
             assert response.reason == pb.REASON_CORRUPT_SESSION
         else:
             pttl = -2 if case.stored is None else (-1 if case.ttl_s is None else case.ttl_s * 1000)
-            expected = judge_stored(case.stored, pttl, datetime.now(UTC)).reason
+            expected = judge_stored(redis_stored(case.stored, pttl), datetime.now(UTC)).reason
             assert response.reason == REASONS[expected]
             assert response.verdict == VERDICTS[expected.verdict]
 

@@ -78,10 +78,22 @@ def test_a_client_named_by_the_gateway_is_banned_while_its_bucket_is_empty(
         assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert refusal(caught.value)[0] == "client"
     assert call(limited, GOOD, "198.51.100.1").verdict == pb.VERDICT_VALID  # another client
+    # A batch that runs the bucket dry mid-way: the bad item over the limit is refused on its own,
+    # every other item keeps its verdict; from then on the client is banned whole.
     batch = pb.ValidateSessionsRequest(requests=[GOOD, BAD, BAD, BAD, BAD])
+    metadata = (("x-client-ip", "198.51.100.2"),)
+    answers = limited.ValidateSessions(batch, timeout=5, metadata=metadata).responses
+    assert [a.verdict for a in answers] == [pb.VERDICT_VALID] + [pb.VERDICT_BAD_SIGNATURE] * 3 + [
+        pb.VERDICT_UNSPECIFIED
+    ]
+    assert [a.HasField("error") for a in answers] == [False] * 4 + [True]
+    assert answers[4].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert answers[4].error.reason == pb.ERROR_REASON_RATE_LIMITED
+    assert answers[4].error.retry_delay.ToNanoseconds() > 0
     with pytest.raises(grpc.RpcError) as caught:
-        limited.ValidateSessions(batch, timeout=5, metadata=(("x-client-ip", "198.51.100.2"),))
+        limited.ValidateSessions(batch, timeout=5, metadata=metadata)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refusal(caught.value)[0] == "client"
 
 
 @pytest.mark.parametrize("limited", [{"SESSIONVALIDATOR_RATE_LIMIT": "off"}], indirect=True)

@@ -15,46 +15,24 @@ from grpc_status import rpc_status
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
+from tests.conftest import VECTORS, load_vectors
 from tests.integration.conftest import CORPUS
 from tests.support.processes import RedisServer, ValidatorProcess, free_port, running_validator
-
-
-def request_of(case: dict[str, Any]) -> pb.ValidateSessionRequest:
-    spec = case["request"]
-    if "cookie_header_b64" in spec:
-        return pb.ValidateSessionRequest(cookie_header=base64.b64decode(spec["cookie_header_b64"]))
-    return pb.ValidateSessionRequest(**spec)
+from tests.support.vectors import check_vector, request_of
 
 
 @pytest.mark.parametrize("case", CORPUS["cases"], ids=lambda c: c["name"])
 def test_vector(stub: pb_grpc.SessionValidatorStub, case: dict[str, Any]) -> None:
-    response = stub.ValidateSession(request_of(case), timeout=5)
-    expect = case["expect"]
-    assert pb.Verdict.Name(response.verdict) == expect["verdict"]
-    assert pb.Reason.Name(response.reason) == expect["reason"]
-    assert response.cookie_name == "connect.sid"
-    if "session_id" in expect:
-        assert response.session_id == expect["session_id"]
-    if "authenticated" in expect:
-        assert response.authenticated is expect["authenticated"]
-        if not expect["authenticated"]:
-            assert not response.HasField("user")
-    if "secret_index" in expect:
-        assert response.HasField("secret_index")
-        assert response.secret_index == expect["secret_index"]
-    if "has_expire_time" in expect:
-        assert response.HasField("expire_time") is expect["has_expire_time"]
-    if "user" in expect:
-        user = expect["user"]
-        assert response.user.id == user["id"]
-        for field in ("username", "display_name", "email"):
-            assert getattr(response.user, field) == user.get(field, "")
-        assert list(response.user.roles) == user.get("roles", [])
+    check_vector(stub.ValidateSession(request_of(case), timeout=5), case["expect"])
 
 
 def test_every_verdict_and_reason_is_covered_by_the_vectors() -> None:
-    verdicts = {case["expect"]["verdict"] for case in CORPUS["cases"]}
-    reasons = {case["expect"]["reason"] for case in CORPUS["cases"]}
+    # The shared vectors, and those of one store only (validate_session_<store>.json).
+    cases = [
+        case for path in sorted(VECTORS.glob("validate_session*.json")) for case in load_vectors(path.name)["cases"]
+    ]
+    verdicts = {case["expect"]["verdict"] for case in cases}
+    reasons = {case["expect"]["reason"] for case in cases}
     assert verdicts == {name for name in pb.Verdict.keys() if name != "VERDICT_UNSPECIFIED"}  # noqa: SIM118
     assert reasons == {name for name in pb.Reason.keys() if name != "REASON_UNSPECIFIED"}  # noqa: SIM118
 

@@ -19,7 +19,7 @@ import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-from sessionvalidator_service.domain import js_string
+from sessionvalidator_service.jsemu import js_string
 from tests.support.processes import ExpressApp, RedisServer, running_validator
 
 pytestmark = pytest.mark.parity

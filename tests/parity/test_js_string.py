@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from sessionvalidator_service.domain import js_string
+from sessionvalidator_service.jsemu import js_string
 from tests.support.processes import PARITY_DIR
 
 pytestmark = pytest.mark.parity

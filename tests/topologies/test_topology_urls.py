@@ -67,7 +67,7 @@ BASE = {"SESSIONVALIDATOR_SECRETS": "topologies: a signing secret comfortably ov
 )
 def test_grammar(url: str, expected: TopologyURL | None) -> None:
     assert parse_topology_url(url) == expected
-    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_REDIS_URL": url}).redis_url == url
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_REDIS_URL": url}).store_url == url
 
 
 @pytest.mark.parametrize(

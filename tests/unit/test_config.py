@@ -18,7 +18,7 @@ BASE = {"SESSIONVALIDATOR_SECRETS": "a-secret-that-is-long-enough-000000"}
 def test_defaults() -> None:
     settings = Settings.from_env(BASE)
     assert settings.secrets == ("a-secret-that-is-long-enough-000000",)
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.store_url == "redis://127.0.0.1:6379/0"
     assert settings.cookie_name == "connect.sid"
     assert settings.key_prefix == "sess:"
     assert settings.listen == "[::]:50051"
@@ -44,7 +44,7 @@ def test_every_variable() -> None:
         }
     )
     assert settings.secrets == ("new", "old")
-    assert settings.redis_url == "unix:///run/redis.sock?db=2"
+    assert settings.store_url == "unix:///run/redis.sock?db=2"
     assert settings.cookie_name == "sid"
     assert settings.key_prefix == ""  # connect-redis honours an empty prefix
     assert settings.listen == "127.0.0.1:0"

@@ -12,12 +12,12 @@ from sessionvalidator_service.domain import (
     MAX_CREDENTIAL_LENGTH,
     Reason,
     Verdict,
-    js_string,
     judge_stored,
-    parse_json,
     read_credential,
 )
+from sessionvalidator_service.jsemu import js_string, parse_json
 from sessionvalidator_service.signature import Signer
+from tests.support.stored import redis_stored
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 LIVE = {"originalMaxAge": 86400000, "expires": "2026-11-23T12:00:00.000Z", "httpOnly": True, "path": "/"}
@@ -33,17 +33,17 @@ def test_every_reason_belongs_to_one_verdict() -> None:
 
 @pytest.mark.parametrize("raw", [None, b""])
 def test_absent_key_is_missing(raw: bytes | None) -> None:
-    assert judge_stored(raw, -2, NOW).reason is Reason.SESSION_NOT_FOUND
+    assert judge_stored(redis_stored(raw, -2), NOW).reason is Reason.SESSION_NOT_FOUND
 
 
 def test_key_gone_between_get_and_pttl_is_missing() -> None:
-    assert judge_stored(stored({"cookie": LIVE}), -2, NOW).reason is Reason.SESSION_NOT_FOUND
+    assert judge_stored(redis_stored(stored({"cookie": LIVE}), -2), NOW).reason is Reason.SESSION_NOT_FOUND
 
 
 @pytest.mark.parametrize("value", [None, False, 0, 0.0, ""])
 def test_falsy_session_is_no_session(value: Any) -> None:
     # express-session: `if (!sess) generate()`
-    assert judge_stored(stored(value), 1000, NOW).reason is Reason.SESSION_NOT_FOUND
+    assert judge_stored(redis_stored(stored(value), 1000), NOW).reason is Reason.SESSION_NOT_FOUND
 
 
 @pytest.mark.parametrize(
@@ -62,20 +62,20 @@ def test_falsy_session_is_no_session(value: Any) -> None:
     ],
 )
 def test_unreadable_or_cookieless_session_is_corrupt(raw: bytes) -> None:
-    assert judge_stored(raw, 1000, NOW).reason is Reason.CORRUPT_SESSION
+    assert judge_stored(redis_stored(raw, 1000), NOW).reason is Reason.CORRUPT_SESSION
 
 
 def test_ttl_is_the_truth_over_a_stale_stored_expiry() -> None:
     # rolling + resave:false extends the TTL but leaves cookie.expires behind.
     stale = {**LIVE, "expires": "2026-11-20T00:00:00.000Z"}
-    judgement = judge_stored(stored({"cookie": stale}), 5000, NOW)
+    judgement = judge_stored(redis_stored(stored({"cookie": stale}), 5000), NOW)
     assert judgement.reason is Reason.SESSION_ACTIVE
     assert judgement.expire_time == NOW + timedelta(seconds=5)
 
 
 def test_no_ttl_and_past_expiry_is_expired() -> None:
     past = {**LIVE, "expires": "2026-11-22T11:59:59.999Z"}
-    judgement = judge_stored(stored({"cookie": past, "passport": {"user": "1"}}), -1, NOW)
+    judgement = judge_stored(redis_stored(stored({"cookie": past, "passport": {"user": "1"}}), -1), NOW)
     assert judgement.reason is Reason.SESSION_EXPIRED
     assert judgement.user is None
     assert judgement.expire_time == datetime(2026, 11, 22, 11, 59, 59, 999000, tzinfo=UTC)
@@ -83,18 +83,18 @@ def test_no_ttl_and_past_expiry_is_expired() -> None:
 
 def test_no_ttl_and_expiry_exactly_now_is_expired() -> None:
     now = {**LIVE, "expires": "2026-11-22T12:00:00.000Z"}
-    assert judge_stored(stored({"cookie": now}), -1, NOW).reason is Reason.SESSION_EXPIRED
+    assert judge_stored(redis_stored(stored({"cookie": now}), -1), NOW).reason is Reason.SESSION_EXPIRED
 
 
 def test_no_ttl_and_future_expiry_is_valid_until_then() -> None:
-    judgement = judge_stored(stored({"cookie": LIVE}), -1, NOW)
+    judgement = judge_stored(redis_stored(stored({"cookie": LIVE}), -1), NOW)
     assert judgement.reason is Reason.SESSION_ACTIVE
     assert judgement.expire_time == datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("expires", [None, "garbage", 12])
+@pytest.mark.parametrize("expires", [None, "garbage", 0, False])
 def test_no_ttl_and_no_usable_expiry_never_expires(expires: Any) -> None:
-    judgement = judge_stored(stored({"cookie": {**LIVE, "expires": expires}}), -1, NOW)
+    judgement = judge_stored(redis_stored(stored({"cookie": {**LIVE, "expires": expires}}), -1), NOW)
     assert judgement.reason is Reason.SESSION_ACTIVE
     assert judgement.expire_time is None
 
@@ -113,7 +113,7 @@ def test_no_ttl_and_no_usable_expiry_never_expires(expires: Any) -> None:
     ],
 )
 def test_passport_user_present(passport: dict[str, Any], user_id: str, is_record: bool) -> None:
-    judgement = judge_stored(stored({"cookie": LIVE, "passport": passport}), 1000, NOW)
+    judgement = judge_stored(redis_stored(stored({"cookie": LIVE, "passport": passport}), 1000), NOW)
     assert judgement.reason is Reason.SESSION_ACTIVE
     assert judgement.user is not None
     assert judgement.user.user_id == user_id
@@ -122,7 +122,7 @@ def test_passport_user_present(passport: dict[str, Any], user_id: str, is_record
 
 @pytest.mark.parametrize("passport", [{}, {"user": ""}, {"user": None}, {"user": False}, "user", None, []])
 def test_passport_user_absent(passport: Any) -> None:
-    judgement = judge_stored(stored({"cookie": LIVE, "passport": passport}), 1000, NOW)
+    judgement = judge_stored(redis_stored(stored({"cookie": LIVE, "passport": passport}), 1000), NOW)
     assert judgement.reason is Reason.SESSION_ACTIVE
     assert judgement.user is None
 
@@ -150,3 +150,20 @@ def test_oversized_credentials_are_refused_before_parsing() -> None:
     assert read_credential(signer, "connect.sid", header=too_long).reason is Reason.TOO_LARGE
     assert read_credential(signer, "connect.sid", value="x" * (MAX_CREDENTIAL_LENGTH + 1)).reason is Reason.TOO_LARGE
     assert read_credential(signer, "connect.sid", value="x" * MAX_CREDENTIAL_LENGTH).reason is Reason.NOT_SIGNED
+
+
+@pytest.mark.parametrize(
+    ("expires_ms", "reason"),
+    [
+        (12, Reason.SESSION_EXPIRED),
+        (NOW.timestamp() * 1000 - 1, Reason.SESSION_EXPIRED),
+        (NOW.timestamp() * 1000 + 60_000, Reason.SESSION_ACTIVE),
+    ],
+)
+def test_numeric_expires_without_ttl_is_epoch_milliseconds(expires_ms: float, reason: Reason) -> None:
+    # express-session's MemoryStore: `typeof expires === 'string' ? new Date(expires) : expires`,
+    # then `expires <= Date.now()`: a number is compared as epoch milliseconds.
+    judgement = judge_stored(redis_stored(stored({"cookie": {**LIVE, "expires": expires_ms}}), -1), NOW)
+    assert judgement.reason is reason
+    assert judgement.expire_time is not None
+    assert judgement.expire_time.timestamp() * 1000 == pytest.approx(expires_ms, abs=1)

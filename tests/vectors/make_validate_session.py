@@ -131,6 +131,33 @@ SESSIONS = [
         "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": 12345678901234567890}}),
         "ttl_s": 3600,
     },
+    {
+        "sid": "too-large-session-00000000000023",
+        # Over SESSIONVALIDATOR_MAX_SESSION_BYTES (4096 in these settings): never read.
+        "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "42"}, "cart": "x" * 5000}),
+        "ttl_s": 3600,
+    },
+    {
+        "sid": "secret-fields-user-session-00024",
+        # Passport apps that serialize the whole user document: the secrets never reach callers.
+        "value": stored(
+            {
+                "cookie": LIVE_COOKIE,
+                "passport": {
+                    "user": {
+                        "id": "u-24",
+                        "username": "sec",
+                        "passwordHash": "$2b$10$abcdefghijklmnopqrstuv",
+                        "salt": "NaCl",
+                        "profile": {"plan": "pro", "api_key": "k-123", "Reset-Token": "t-456"},
+                        "sessions": [{"device": "phone", "refreshToken": "r-789"}],
+                        "SECRET": "s",
+                    }
+                },
+            }
+        ),
+        "ttl_s": 3600,
+    },
 ]
 USERS = [
     {
@@ -412,6 +439,22 @@ CASES = [
         user=user("9", username="nine", roles=["ops", "on-call"]),
     ),
     case(
+        "malformed_stored_session_over_the_size_limit",
+        text(f"{NAME}={signed(SESSIONS[22]['sid'])}"),
+        "VERDICT_MALFORMED",
+        "REASON_SESSION_TOO_LARGE",
+        session_id=SESSIONS[22]["sid"],
+    ),
+    case(
+        "valid_user_object_secrets_left_out_of_attributes",
+        text(f"{NAME}={signed(SESSIONS[23]['sid'])}"),
+        *VALID,
+        authenticated=True,
+        user=user("u-24", username="sec"),
+        # The whole of UserProfile.attributes under the default policy.
+        attributes={"id": "u-24", "username": "sec", "profile": {"plan": "pro"}, "sessions": [{"device": "phone"}]},
+    ),
+    case(
         "valid_number_id_beyond_2_53_as_javascript_prints_it",
         text(f"{NAME}={signed(SESSIONS[21]['sid'])}"),
         *VALID,
@@ -431,6 +474,7 @@ def main() -> None:
             "SESSIONVALIDATOR_COOKIE_NAME": NAME,
             "SESSIONVALIDATOR_KEY_PREFIX": "sess:",
             "SESSIONVALIDATOR_USER_KEY": "user:{id}",
+            "SESSIONVALIDATOR_MAX_SESSION_BYTES": "4096",
         },
         "sessions": [{**s, "key": "sess:" + s["sid"]} for s in SESSIONS],
         "users": USERS,

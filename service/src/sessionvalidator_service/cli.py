@@ -78,14 +78,15 @@ def _serve(env: Mapping[str, str]) -> int:
 
 
 async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]:
+    import dataclasses
+
     from sessionvalidator_service.mint import mint_session
     from sessionvalidator_service.signature import Signer
-    from sessionvalidator_service.store import RedisSessionStore
+    from sessionvalidator_service.stores import open_store
 
     signer = Signer(settings.secrets)
-    store = RedisSessionStore.from_url(
-        settings.redis_url, key_prefix=settings.key_prefix, timeout_s=max(settings.store_timeout_s, 2.0)
-    )
+    options = dataclasses.replace(settings.store_options, timeout_s=max(settings.store_timeout_s, 2.0))
+    store = open_store(settings.store_url, options)
     extra: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
     if not args.anonymous:
@@ -103,7 +104,7 @@ async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]
                 disable_ttl=args.no_ttl,
                 **kwargs,
             )
-            await store.set_session(session.session_id, session.stored_json, session.ttl_s)
+            await store.write_session(session.session_id, session.stored_json, ttl_s=session.ttl_s)
             header = session.cookie_header(settings.cookie_name)
             if args.json:
                 lines.append(
@@ -125,7 +126,7 @@ async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]
 
 def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
     settings = _settings(env)
-    from sessionvalidator_service.store import StoreError
+    from sessionvalidator_service.stores import StoreError
 
     try:
         json.loads(args.user)
@@ -138,7 +139,7 @@ def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
     try:
         lines = asyncio.run(_mint_async(settings, args))
     except StoreError as exc:
-        print(f"sessionvalidator mint: cannot write to the session store: {exc.reason}", file=sys.stderr)
+        print(f"sessionvalidator mint: cannot write to the session store: {type(exc).__name__}", file=sys.stderr)
         return 1
     sys.stdout.write("".join(line + "\n" for line in lines))
     return 0

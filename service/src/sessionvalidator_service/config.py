@@ -12,24 +12,28 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from sessionvalidator_service.profile import AttributePolicy
 from sessionvalidator_service.ratelimit import RateLimit
+from sessionvalidator_service.serverkind import KINDS
+from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "Settings", "redact_url"]
 
 PREFIX = "SESSIONVALIDATOR_"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_LISTEN = "[::]:50051"
 
 # RFC 6265 token characters: what an Express cookie name can be.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _PASSWORD_PARAM = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_COLLECTION = re.compile(r"^[^$\x00]{1,120}$")
 
 
 class ConfigError(ValueError):
@@ -113,34 +117,46 @@ def _refuse_weak(env: Mapping[str, str], secrets: tuple[str, ...]) -> None:
             )
 
 
-def _redis_url(env: Mapping[str, str]) -> str:
-    url = env.get(PREFIX + "REDIS_URL") or DEFAULT_REDIS_URL
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError as exc:  # such as an unbalanced [ in an IPv6 host
-        raise ConfigError("REDIS_URL", str(exc)) from None
-    if scheme.endswith(("+sentinel", "+cluster")):
-        from sessionvalidator_service.store import parse_topology_url
-
-        try:
-            topology = parse_topology_url(url)
-        except ValueError as exc:
-            raise ConfigError("REDIS_URL", str(exc)) from None
-        if topology is not None:
-            return url
-    if scheme not in {"redis", "rediss", "unix"}:
+def _store_url(env: Mapping[str, str]) -> str:
+    url = env.get(PREFIX + "STORE_URL") or None
+    alias = env.get(PREFIX + "REDIS_URL") or None
+    if url is not None and alias is not None:
         raise ConfigError(
-            "REDIS_URL",
-            "scheme must be redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// "
-            f"or rediss+cluster://, got {scheme or 'none'!r}",
+            "REDIS_URL", "set either SESSIONVALIDATOR_STORE_URL or its older alias SESSIONVALIDATOR_REDIS_URL, not both"
         )
+    name = "REDIS_URL" if alias is not None else "STORE_URL"
+    url = url or alias or DEFAULT_STORE_URL
     try:
-        import redis.asyncio.connection
-
-        redis.asyncio.connection.parse_url(url)
+        check_url(url)
     except ValueError as exc:
-        raise ConfigError("REDIS_URL", str(exc)) from None
+        raise ConfigError(name, str(exc)) from None
     return url
+
+
+def _collection(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    value = env.get(PREFIX + name) or default
+    if value is not None and (not _COLLECTION.match(value) or value.startswith("system.")):
+        raise ConfigError(name, f"not a MongoDB collection name: {value!r}")
+    return value
+
+
+def _attribute_policy(env: Mapping[str, str]) -> AttributePolicy:
+    raw = env.get(PREFIX + "PROFILE_ATTRIBUTES")
+    if raw is None or raw.strip() == "*":
+        return AttributePolicy()
+    if raw.strip().lower() in {"", "none"}:
+        return AttributePolicy(frozenset())
+    keys = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    return AttributePolicy(keys)
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = (env.get(PREFIX + name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(name, f"must be a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
 
 
 def _listen(env: Mapping[str, str], name: str = "LISTEN", default: str | None = DEFAULT_LISTEN) -> str | None:
@@ -203,19 +219,15 @@ def _tls(env: Mapping[str, str]) -> TlsFiles | None:
 
 
 def _server(env: Mapping[str, str]) -> str:
-    kind = (env.get(PREFIX + "SERVER") or "grpcio").strip().lower()
-    if kind not in {"grpcio", "native"}:
-        raise ConfigError("SERVER", f"must be grpcio or native, got {kind!r}")
-    if kind == "native":
-        if env.get(PREFIX + "TLS_CERT_FILE"):
-            raise ConfigError("SERVER", "the native server has no TLS: use grpcio with SESSIONVALIDATOR_TLS_*")
-        try:
-            import pygrpc_native.aio  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "SERVER", "native needs the pygrpc-native package (pip install 'sessionvalidator-service[native]')"
-            ) from None
-    return kind
+    name = (env.get(PREFIX + "SERVER") or "grpcio").strip().lower()
+    if name not in KINDS:
+        raise ConfigError("SERVER", f"must be {' or '.join(KINDS)}, got {name!r}")
+    kind = KINDS[name]
+    if not kind.tls and env.get(PREFIX + "TLS_CERT_FILE"):
+        raise ConfigError("SERVER", f"the {name} server has no TLS: use grpcio with SESSIONVALIDATOR_TLS_*")
+    if not kind.available():
+        raise ConfigError("SERVER", f"{name} is not installed ({kind.install_hint})")
+    return name
 
 
 def _workers(env: Mapping[str, str]) -> int:
@@ -244,13 +256,16 @@ def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> f
 class Settings:
     """The service's whole configuration, validated."""
 
-    secrets: tuple[str, ...]
-    redis_url: str = DEFAULT_REDIS_URL
+    secrets: tuple[str, ...] = field(repr=False)
+    store_url: str = DEFAULT_STORE_URL
     cookie_name: str = "connect.sid"
     key_prefix: str = "sess:"
     listen: str = DEFAULT_LISTEN
     user_key: str | None = None
+    mongo_collection: str = "sessions"
+    mongo_users_collection: str | None = None
     store_timeout_s: float = 0.1
+    max_session_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 10.0
     log_level: int = logging.INFO
     workers: int = 1
@@ -260,16 +275,35 @@ class Settings:
     tls: TlsFiles | None = None
     coalesce: bool = True
     server: str = "grpcio"
+    attribute_policy: AttributePolicy = field(default_factory=AttributePolicy)
+    # Calls in progress at once before new ones are refused (OVERLOADED); 0: no bound.
+    max_in_flight: int = 4096
 
     def __repr__(self) -> str:
-        # Never print secrets, even by accident.
-        return (
-            f"Settings(secrets=<{len(self.secrets)} hidden>, redis_url={redact_url(self.redis_url)!r}, "
-            f"cookie_name={self.cookie_name!r}, key_prefix={self.key_prefix!r}, listen={self.listen!r}, "
-            f"user_key={self.user_key!r}, store_timeout_s={self.store_timeout_s}, "
-            f"shutdown_grace_s={self.shutdown_grace_s}, log_level={logging.getLevelName(self.log_level)}, "
-            f"workers={self.workers}, metrics_listen={self.metrics_listen!r}, rate_limit={self.rate_limit!r}, "
-            f"rate_limit_peer_header={self.rate_limit_peer_header!r}, tls={self.tls is not None})"
+        # Every field, derived so it cannot drift; never a secret or a password.
+        shown = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "secrets":
+                shown.append(f"secrets=<{len(value)} hidden>")
+            elif item.name == "store_url":
+                shown.append(f"store_url={redact_url(value)!r}")
+            elif item.name == "log_level":
+                shown.append(f"log_level={logging.getLevelName(value)}")
+            else:
+                shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """What the store is built with."""
+        return StoreOptions(
+            timeout_s=self.store_timeout_s,
+            key_prefix=self.key_prefix,
+            user_key=self.user_key,
+            mongo_collection=self.mongo_collection,
+            mongo_users_collection=self.mongo_users_collection,
+            max_session_bytes=self.max_session_bytes,
         )
 
     @classmethod
@@ -294,7 +328,12 @@ class Settings:
             raise ConfigError("WORKERS", "several workers share one port: set SESSIONVALIDATOR_LISTEN to a fixed port")
         return cls(
             secrets=secrets,
-            redis_url=_redis_url(env),
+            store_url=_store_url(env),
+            mongo_collection=_collection(env, "MONGO_COLLECTION", "sessions") or "sessions",
+            mongo_users_collection=_collection(env, "MONGO_USERS_COLLECTION", None),
+            max_session_bytes=_whole(env, "MAX_SESSION_BYTES", 1024 * 1024, 1024, 512 * 1024 * 1024),
+            max_in_flight=_whole(env, "MAX_IN_FLIGHT", 4096, 0, 1_000_000),
+            attribute_policy=_attribute_policy(env),
             cookie_name=cookie_name,
             key_prefix=env.get(PREFIX + "KEY_PREFIX", "sess:"),
             listen=listen,

@@ -12,18 +12,16 @@ Two pure steps mirror express-session 1.19 with connect-redis and Passport:
 from __future__ import annotations
 
 import enum
-import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from sessionvalidator_service.cookies import find_cookie, value_from_text
+from sessionvalidator_service.jsemu import js_string, parse_json
 from sessionvalidator_service.signature import Signer
+from sessionvalidator_service.stores import StoredSession
 
 __all__ = [
     "MAX_CREDENTIAL_LENGTH",
@@ -32,7 +30,6 @@ __all__ = [
     "StoredJudgement",
     "UserRecord",
     "Verdict",
-    "js_string",
     "judge_stored",
     "read_credential",
 ]
@@ -66,6 +63,8 @@ class Reason(enum.Enum):
     SESSION_NOT_FOUND = (Verdict.MISSING, "session_not_found")
     SESSION_EXPIRED = (Verdict.EXPIRED, "session_expired")
     CORRUPT_SESSION = (Verdict.MALFORMED, "corrupt_session")
+    SESSION_TOO_LARGE = (Verdict.MALFORMED, "session_too_large")
+    SESSION_ENCRYPTED = (Verdict.MALFORMED, "session_encrypted")
 
     @property
     def verdict(self) -> Verdict:
@@ -158,53 +157,10 @@ class StoredJudgement:
 
 
 _NOT_FOUND = StoredJudgement(Reason.SESSION_NOT_FOUND)
-_END = object()
 # The range a google.protobuf.Timestamp can hold; JavaScript dates reach further.
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 _EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 _CORRUPT = StoredJudgement(Reason.CORRUPT_SESSION)
-
-
-def _scrub(value: Any) -> Any:
-    """Replace lone surrogates the way JavaScript's UTF-8 encoder does."""
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    msg = f"{name} is not JSON"
-    raise ValueError(msg)
-
-
-def parse_json(raw: bytes) -> Any:
-    """Parse stored JSON as node-redis + ``JSON.parse`` would.
-
-    orjson handles the common case; the rare inputs it refuses but
-    JavaScript accepts (integers beyond 64 bits, lone surrogate escapes,
-    invalid UTF-8 that node-redis decodes with U+FFFD) go through the
-    standard library. Raises :class:`ValueError` when JavaScript would throw.
-    """
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    text = raw.decode("utf-8", "replace")
-    try:
-        return _scrub(json.loads(text, parse_constant=_reject_constant, parse_int=_js_int))
-    except RecursionError:
-        # Past ~1000 levels (orjson stops at 1024): refused, never a crash.
-        msg = "JSON nested too deeply"
-        raise ValueError(msg) from None
-
-
-def _js_int(text: str) -> int | float:
-    """Read an integer literal as JSON.parse does: a double once it has many digits."""
-    return int(text) if len(text) <= 20 else float(text)  # noqa: PLR2004 - beyond 2**64 only the double matters
 
 
 def _js_truthy_user(user: Any) -> bool:
@@ -216,85 +172,21 @@ def _js_truthy_user(user: Any) -> bool:
     return not (isinstance(user, float) and math.isnan(user))
 
 
-def _js_number(value: float) -> str:
-    """ECMAScript Number::toString(10) for a finite double."""
-    if value == 0:
-        return "0"
-    # repr gives the shortest digits that round-trip, as ECMAScript requires;
-    # normalize() strips trailing zeros: value = 0.<digits> x 10**n.
-    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    k = len(digits)
-    n = k + int(exponent)
-    if k <= n <= 21:  # noqa: PLR2004 - ECMAScript's limits
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:  # noqa: PLR2004
-        text = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:  # noqa: PLR2004
-        text = "0." + "0" * -n + digits
-    else:
-        head = digits[0] + ("." + digits[1:] if k > 1 else "")
-        text = f"{head}e{'+' if n > 0 else '-'}{abs(n - 1)}"
-    return "-" + text if sign else text
-
-
-def js_string(value: Any) -> str:
-    """Render a JSON scalar as JavaScript's ``String()`` would after ``JSON.parse``."""
-    if isinstance(value, str):
-        return value
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        # JSON.parse makes every number a double: beyond 2**53 digits are lost,
-        # beyond the largest double it is Infinity.
-        if abs(value) <= 2**53:
-            return str(value)
-        try:
-            return _js_number(float(value))
-        except OverflowError:
-            return "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return _js_number(value)
-    if isinstance(value, list):
-        return _js_join(value)
-    return "[object Object]"
-
-
-def _js_join(array: list[Any]) -> str:
-    """``String(array)``: a comma join that flattens nested arrays, without recursion.
-
-    Array.prototype.join renders null as "" and a nested array as its own
-    join, so the result is the leaves in order, each empty array one "".
-    """
-    leaves: list[str] = []
-    stack: list[Iterator[Any]] = [iter(array)]
-    emitted = [False]  # whether each open array has produced a leaf yet
-    while stack:
-        item = next(stack[-1], _END)
-        if item is _END:
-            stack.pop()
-            if not emitted.pop():
-                leaves.append("")  # an empty array is one empty element
-            continue
-        emitted[-1] = True
-        if isinstance(item, list):
-            stack.append(iter(item))
-            emitted.append(False)
-        else:
-            leaves.append("" if item is None else js_string(item))
-    return ",".join(leaves)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _parse_expires(value: Any) -> datetime | None:
-    """Read a stored ``cookie.expires`` (``Date.toJSON`` output) or ``None``."""
+    """Read a stored ``cookie.expires`` or ``None``.
+
+    express-session stores ``Date.toJSON`` output; a store's ``get`` that
+    checks expiry (MemoryStore's: ``typeof expires === 'string' ? new
+    Date(expires) : expires``, then ``expires <= Date.now()``) compares any
+    other number as epoch milliseconds, so a numeric value is one too.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value == 0:
+            return None  # falsy or NaN-like: `expires && …` skips it
+        return _add(_EPOCH, value)
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -309,34 +201,56 @@ def _parse_expires(value: Any) -> datetime | None:
         return _LATEST if parsed.year > 1 else _EARLIEST
 
 
-def _add(now: datetime, milliseconds: int) -> datetime:
-    """``now`` plus a key TTL, held to what a Timestamp can carry (a TTL can be millennia)."""
+def _add(now: datetime, milliseconds: float) -> datetime:
+    """``now`` plus a duration, held to what a Timestamp can carry (a TTL can be millennia)."""
     try:
-        return min(now + timedelta(milliseconds=milliseconds), _LATEST)
+        return max(min(now + timedelta(milliseconds=milliseconds), _LATEST), _EARLIEST)
     except OverflowError:
-        return _LATEST
+        return _LATEST if milliseconds > 0 else _EARLIEST
 
 
-def judge_stored(raw: bytes | None, pttl_ms: int, now: datetime) -> StoredJudgement:
-    """Judge what the store holds for a verified session id.
+_UNUSABLE = {
+    "wrong_type": StoredJudgement(Reason.CORRUPT_SESSION),
+    "too_large": StoredJudgement(Reason.SESSION_TOO_LARGE),
+    "encrypted": StoredJudgement(Reason.SESSION_ENCRYPTED),
+}
 
-    ``raw`` is the stored value (``None`` when the key is absent) and
-    ``pttl_ms`` the key's PTTL (-1: no TTL, -2: no key).
-    """
-    if not raw or pttl_ms == -2:  # noqa: PLR2004 - Redis: key does not exist
-        # connect-redis: `if (!data) return cb()`; a key that expired
-        # between GET and PTTL is gone too.
-        return _NOT_FOUND
-    try:
-        session = parse_json(raw)
-    except ValueError:
-        return _CORRUPT
-    if (
+
+def _is_falsy(session: Any) -> bool:
+    """JavaScript falsiness of a parsed JSON value (no NaN in JSON)."""
+    return (
         session is None
         or session is False
         or session == ""
         or (isinstance(session, int | float) and not isinstance(session, bool) and session == 0)
-    ):
+    )
+
+
+def judge_stored(stored: StoredSession, now: datetime) -> StoredJudgement:
+    """Judge what the store holds for a verified session id.
+
+    This is the one place that decides whether a stored session is usable,
+    whatever store it came from (see :class:`StoredSession`).
+    """
+    if stored.unusable is not None:
+        return _UNUSABLE[stored.unusable]
+    data = stored.data
+    if not data:
+        # connect-redis and connect-mongo: `if (!data) return cb()`.
+        return _NOT_FOUND
+    if stored.expires is not None and stored.expires <= now:
+        # connect-mongo keeps `expires` beside the session and finds only
+        # documents whose `expires` is still ahead; a past one waits for the
+        # TTL index or the interval that removes it.
+        return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=stored.expires)
+    if isinstance(data, bytes):
+        try:
+            session: Any = parse_json(data)
+        except ValueError:
+            return _CORRUPT
+    else:
+        session = data
+    if _is_falsy(session):
         # express-session: `else if (!sess) generate()`, a falsy session is none.
         return _NOT_FOUND
     if not isinstance(session, dict):
@@ -345,23 +259,28 @@ def judge_stored(raw: bytes | None, pttl_ms: int, now: datetime) -> StoredJudgem
     if not isinstance(cookie, dict):
         # Store.createSession reads sess.cookie.expires and throws.
         return _CORRUPT
-    stored_expires = _parse_expires(cookie.get("expires"))
-    if pttl_ms >= 0:
+    if stored.ttl_ms is not None:
         # The key's TTL is the truth: touch/rolling extend it without
         # rewriting the stored cookie.expires.
-        expire_time: datetime | None = _add(now, pttl_ms)
+        expire_time: datetime | None = _add(now, stored.ttl_ms)
+    elif stored.expires is not None:
+        expire_time = stored.expires
     else:
-        expire_time = stored_expires
-        if stored_expires is not None and stored_expires <= now:
-            return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=stored_expires)
+        expire_time = _parse_expires(cookie.get("expires"))
+        if expire_time is not None and expire_time <= now:
+            return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=expire_time)
+    return StoredJudgement(Reason.SESSION_ACTIVE, expire_time=expire_time, user=_passport_user(session))
+
+
+def _passport_user(session: Mapping[str, Any]) -> UserRecord | None:
+    """Return the Passport user of a session: ``passport.user`` when Passport counts it as one."""
     passport = session.get("passport")
-    user: UserRecord | None = None
-    if isinstance(passport, dict):
-        su = passport.get("user")
-        if _js_truthy_user(su):
-            if isinstance(su, dict):
-                user_id = su.get("id", su.get("_id"))
-                user = UserRecord("" if user_id is None else js_string(user_id), su)
-            else:
-                user = UserRecord(js_string(su), None)
-    return StoredJudgement(Reason.SESSION_ACTIVE, expire_time=expire_time, user=user)
+    if not isinstance(passport, dict):
+        return None
+    su = passport.get("user")
+    if not _js_truthy_user(su):
+        return None
+    if isinstance(su, dict):
+        user_id = su.get("id", su.get("_id"))
+        return UserRecord("" if user_id is None else js_string(user_id), su)
+    return UserRecord(js_string(su), None)

@@ -63,6 +63,11 @@ class Metrics:
             ["index"],
             registry=registry,
         )
+        self.overloaded = Counter(
+            "sessionvalidator_overloaded",
+            "Calls refused with UNAVAILABLE (OVERLOADED) because too many were in progress.",
+            registry=registry,
+        )
         self.ready = Gauge(
             "sessionvalidator_ready",
             "1 while the session store answers (readiness SERVING), else 0.",

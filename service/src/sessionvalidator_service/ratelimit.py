@@ -23,7 +23,30 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["PeerLimiter", "RateLimit", "peer_address"]
+from sessionvalidator_service.domain import Reason
+
+__all__ = ["BAD_ATTEMPTS", "Identity", "PeerLimiter", "RateLimit", "identity_of", "peer_address"]
+
+# What an identity may only do so often: cookies that fail on their own.
+BAD_ATTEMPTS = frozenset({Reason.SIGNATURE_MISMATCH, Reason.NOT_SIGNED, Reason.EMPTY_SESSION_ID, Reason.TOO_LARGE})
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a bad attempt is charged to.
+
+    ``client`` is true when a trusted gateway named the end client: an empty
+    bucket then refuses every call (a ban). Otherwise the identity is a
+    transport peer and only its further bad attempts are refused.
+    """
+
+    key: str
+    client: bool
+
+    @property
+    def scope(self) -> str:
+        """``client`` or ``peer``, as ErrorInfo metadata and logs name it."""
+        return "client" if self.client else "peer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +105,17 @@ class PeerLimiter:
             self._buckets.move_to_end(identity)
         bucket[0] = self._tokens(bucket, now) - 1.0
         bucket[1] = now
+
+
+def identity_of(peer: str, forwarded_for: str | None) -> Identity:
+    """Return the identity of a caller: the client a trusted gateway names, else the transport peer.
+
+    ``forwarded_for`` is the value of ``SESSIONVALIDATOR_RATE_LIMIT_PEER_HEADER``
+    when configured and sent; like X-Forwarded-For its first entry is the client.
+    """
+    if forwarded_for is not None and forwarded_for.strip():
+        return Identity("client:" + forwarded_for.split(",", 1)[0].strip()[:256], client=True)
+    return Identity("peer:" + peer_address(peer), client=False)
 
 
 def peer_address(peer: str) -> str:

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -15,17 +16,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
-from sessionvalidator_service.coalesce import CoalescingStore
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
-from sessionvalidator_service.logs import SessionIdHasher
 from sessionvalidator_service.metrics import Metrics, serve_metrics
+from sessionvalidator_service.serverkind import kind_named
 from sessionvalidator_service.servicer import SessionValidatorServicer
-from sessionvalidator_service.signature import Signer
-from sessionvalidator_service.store import RedisSessionStore, StoreError
+from sessionvalidator_service.stores import SessionStore, StoreError, open_store
+from sessionvalidator_service.stores.coalesce import CoalescingStore
 from sessionvalidator_service.tls import server_credentials
+from sessionvalidator_service.validator import Validator
 from sessionvalidator_service.wire import read_batch_request, read_request
 
-__all__ = ["READINESS_SERVICE", "HealthServicer", "ReadinessMonitor", "Service", "serve"]
+__all__ = ["READINESS_SERVICE", "HealthServicer", "ReadinessMonitor", "Service", "default_store", "serve"]
 
 log = logging.getLogger("sessionvalidator.server")
 
@@ -79,7 +80,7 @@ class ReadinessMonitor:
     def __init__(
         self,
         health_servicer: HealthServicer,
-        store: RedisSessionStore,
+        store: SessionStore,
         metrics: Metrics,
         *,
         interval_s: float = 0.25,
@@ -106,7 +107,7 @@ class ReadinessMonitor:
                     self._serving = False
                     log.error(  # noqa: TRY400 - an outage, not a bug: no traceback
                         "session store unreachable; readiness is NOT_SERVING",
-                        extra={"event": "readiness", "serving": False, "error_reason": exc.reason},
+                        extra={"event": "readiness", "serving": False, "error": type(exc).__name__},
                     )
                     self._metrics.ready.set(0)
                     await self._health.set(READINESS_SERVICE, NOT_SERVING)
@@ -120,16 +121,6 @@ class ReadinessMonitor:
                     self._metrics.ready.set(1)
                     await self._health.set(READINESS_SERVICE, SERVING)
             await asyncio.sleep(self._interval)
-
-
-def _new_server(kind: str, options: list[tuple[str, Any]]) -> grpc.aio.Server:
-    """Create a grpc.aio server, or pygrpc-native's drop-in one (experimental: HTTP/2 in Rust, no TLS)."""
-    if kind == "native":
-        import pygrpc_native.aio
-
-        server: grpc.aio.Server = pygrpc_native.aio.server(options=options)
-        return server
-    return grpc.aio.server(options=options)
 
 
 def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -> None:
@@ -150,6 +141,14 @@ def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -
     server.add_registered_method_handlers(READINESS_SERVICE, handlers)  # type: ignore[attr-defined]  # stubs predate it
 
 
+def default_store(settings: Settings) -> SessionStore:
+    """Build the store ``settings`` name, coalescing concurrent lookups where that is safe."""
+    store = open_store(settings.store_url, settings.store_options)
+    if settings.coalesce and store.coalescable:
+        return CoalescingStore(store)
+    return store
+
+
 class Service:
     """A running SessionValidator: the gRPC server, its store and its health."""
 
@@ -160,8 +159,8 @@ class Service:
         settings: Settings,
         server: grpc.aio.Server,
         port: int,
-        store: RedisSessionStore,
-        servicer: SessionValidatorServicer,
+        store: SessionStore,
+        validator: Validator,
         health_servicer: HealthServicer,
         monitor_task: asyncio.Task[None],
     ) -> None:
@@ -170,48 +169,48 @@ class Service:
         self.server = server
         self.port = port
         self.store = store
-        self.servicer = servicer
+        self.validator = validator
         self.health = health_servicer
         self._monitor_task = monitor_task
 
     @classmethod
-    async def start(cls, settings: Settings, *, reuse_port: bool = False) -> Service:
-        """Bind, register every service and start serving.
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        store: SessionStore | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] | None = None,
+        reuse_port: bool = False,
+    ) -> Service:
+        """Bind, register every service and start serving; return the running service.
 
+        The parts are injected (tests pass an in-memory store and a private
+        metrics registry); what is not given is built from ``settings``.
         ``reuse_port`` lets several worker processes share the port; a lone
         process refuses to share it, so a second instance fails to bind.
         """
-        store = RedisSessionStore.from_url(
-            settings.redis_url,
-            key_prefix=settings.key_prefix,
-            timeout_s=settings.store_timeout_s,
-            user_key_template=settings.user_key,
-        )
-        server = _new_server(
-            settings.server,
-            [
-                ("grpc.so_reuseport", 1 if reuse_port else 0),
-                # Accept the clients' keepalive pings (every 30 s), idle
-                # connections included, instead of answering too_many_pings.
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ],
-        )
-        metrics = Metrics()
-        servicer = SessionValidatorServicer(
+        store = store if store is not None else default_store(settings)
+        metrics = metrics if metrics is not None else Metrics()
+        kind = kind_named(settings.server)
+        validator = Validator(
+            secrets=settings.secrets,
+            store=store,
+            cookie_name=settings.cookie_name,
             metrics=metrics,
             rate_limit=settings.rate_limit,
-            rate_limit_peer_header=settings.rate_limit_peer_header,
-            # pygrpc-native 0.5 never sends a response whose trailers carry this
-            # reserved grpc- key (the call hangs to the caller's deadline).
-            retry_pushback=settings.server != "native",
-            signer=Signer(settings.secrets),
-            # Not for Cluster: one unreachable primary would fail lookups
-            # coalesced with it for keys on healthy nodes.
-            store=CoalescingStore(store) if settings.coalesce and "+cluster:" not in settings.redis_url else store,
-            cookie_name=settings.cookie_name,
-            hasher=SessionIdHasher(settings.secrets[0]),
+            attribute_policy=settings.attribute_policy,
+            max_in_flight=settings.max_in_flight,
+            **({"clock": clock} if clock is not None else {}),
         )
+        servicer = SessionValidatorServicer(
+            validator,
+            metrics=metrics,
+            peer_header=settings.rate_limit_peer_header,
+            retry_pushback=kind.retry_pushback,
+            identify=settings.rate_limit is not None,
+        )
+        server = kind.new_server(reuse_port=reuse_port)
         _add_servicer(servicer, server)
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
@@ -245,7 +244,8 @@ class Service:
                 "event": "serving",
                 "listen": settings.listen,
                 "port": port,
-                "redis_url": redact_url(settings.redis_url),
+                "server": kind.name,
+                "store_url": redact_url(settings.store_url),
                 "cookie_name": settings.cookie_name,
                 "key_prefix": settings.key_prefix,
                 "secrets": len(settings.secrets),
@@ -259,7 +259,7 @@ class Service:
             server=server,
             port=port,
             store=store,
-            servicer=servicer,
+            validator=validator,
             health_servicer=health_servicer,
             monitor_task=task,
         )
@@ -275,7 +275,7 @@ class Service:
             )
             self.metrics.secrets_reloaded(ok=False)
             return False
-        self.servicer.use_secrets(fresh.secrets)
+        self.validator.use_secrets(fresh.secrets)
         self.metrics.secrets_reloaded(ok=True)
         log.info("secrets reloaded", extra={"event": "secrets_reloaded", "secrets": len(fresh.secrets)})
         return True

@@ -8,7 +8,7 @@ readiness ping and closes. It raises :class:`StoreUnavailableError` or
 
 | URL | implementation |
 |---|---|
-| ``redis://``, ``rediss://``, ``unix://``, ``redis[s]+sentinel://``, ``redis[s]+cluster://`` | :mod:`.redis` (connect-redis) |
+| ``redis://``, ``rediss://``, ``unix://``, ``redis[s]+sentinel://``, ``redis[s]+cluster://`` | :mod:`.redis` |
 | ``mongodb://``, ``mongodb+srv://`` | :mod:`.mongo` (connect-mongo) |
 
 The in-memory store (:mod:`.memory`) is for the fast test tier only and has
@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "ABSENT",
-    "REDIS_SCHEMES",
     "MONGO_SCHEMES",
+    "REDIS_SCHEMES",
     "SessionStore",
     "StoreError",
     "StoreOptions",

@@ -1,0 +1,79 @@
+"""The one home of the server kind: grpcio's server or pygrpc-native's.
+
+Everything that differs between them is decided here, so an experiment is
+added or removed in one diff: how a server is created and with which
+options, whether it can serve TLS, and whether it can send retry pushback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+__all__ = ["KINDS", "MAX_CONCURRENT_STREAMS", "ServerKind", "kind_named"]
+
+# Streams one HTTP/2 connection may have open at once, advertised in SETTINGS:
+# a client over it queues calls instead of opening streams the server cancels.
+MAX_CONCURRENT_STREAMS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKind:
+    """What a server kind can do, and how to make one."""
+
+    name: str
+    tls: bool
+    # Trailers carrying grpc-retry-pushback-ms (pygrpc-native 0.5 never sends
+    # a response whose trailers hold that reserved key: the call hangs).
+    retry_pushback: bool
+    install_hint: str = ""
+
+    def available(self) -> bool:
+        """Whether the server's package is installed."""
+        if self.name == "native":
+            try:
+                import pygrpc_native.aio  # noqa: F401
+            except ImportError:
+                return False
+        return True
+
+    def options(self, *, reuse_port: bool) -> list[tuple[str, Any]]:
+        """Return the channel arguments a server of this kind is created with."""
+        options: list[tuple[str, Any]] = [
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # Accept the clients' keepalive pings (every 30 s), idle
+            # connections included, instead of answering too_many_pings.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        if self.name == "grpcio":
+            options.append(("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS))
+        return options
+
+    def new_server(self, *, reuse_port: bool) -> grpc.aio.Server:
+        """Create an unstarted server."""
+        if self.name == "native":
+            import pygrpc_native.aio
+
+            server: grpc.aio.Server = pygrpc_native.aio.server(options=self.options(reuse_port=reuse_port))
+            return server
+        return grpc.aio.server(options=self.options(reuse_port=reuse_port))
+
+
+KINDS = {
+    "grpcio": ServerKind("grpcio", tls=True, retry_pushback=True),
+    # Experimental: HTTP/2 in Rust, outside the GIL. No TLS.
+    "native": ServerKind(
+        "native",
+        tls=False,
+        retry_pushback=False,
+        install_hint="pip install 'sessionvalidator-service[native]'",
+    ),
+}
+
+
+def kind_named(name: str) -> ServerKind:
+    """Return the server kind called ``name`` (``KeyError`` for an unknown one)."""
+    return KINDS[name]

@@ -1,0 +1,202 @@
+"""The connect-redis store, read through redis-py.
+
+Only this module knows how connect-redis lays sessions out:
+``<prefix><sid>`` holds ``JSON.stringify(session)`` with a TTL, and user
+records, when configured, live under a key template such as ``user:{id}`` as
+a JSON string or a hash. URL parsing is in :mod:`.redis_url`; the Sentinel
+and Cluster adapters in :mod:`.redis_topologies`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from sessionvalidator_service.jsemu import parse_json
+from sessionvalidator_service.stores import (
+    ABSENT,
+    SessionStore,
+    StoredSession,
+    StoreOptions,
+    StoreTimeoutError,
+    StoreUnavailableError,
+    UserRecordData,
+)
+from sessionvalidator_service.stores.redis_topologies import cluster_client, lean_connections, sentinel_master
+from sessionvalidator_service.stores.redis_url import check_redis_url, parse_topology_url
+
+log = logging.getLogger("sessionvalidator.store")
+
+__all__ = ["RedisSessionStore", "check_redis_url", "session_from_replies"]
+
+_WRONG_TYPE = StoredSession(None, unusable="wrong_type")
+_TOO_LARGE = StoredSession(None, unusable="too_large")
+
+
+def session_from_replies(length: Any, value: Any, pttl: Any, max_bytes: int) -> StoredSession:
+    """Turn the STRLEN, GETRANGE and PTTL replies for one session key into what the store holds.
+
+    A reply that is an error other than WRONGTYPE means the store failed.
+    """
+    if isinstance(pttl, Exception):
+        raise StoreUnavailableError(str(pttl))
+    for reply in (length, value):
+        if isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("WRONGTYPE"):
+            return _WRONG_TYPE  # something other than a session lives under the key
+        if isinstance(reply, Exception):
+            raise StoreUnavailableError(str(reply))
+    if pttl == -2 or not value:  # noqa: PLR2004 - Redis: no such key
+        return ABSENT
+    if length > max_bytes:
+        return _TOO_LARGE
+    return StoredSession(value, ttl_ms=pttl if pttl >= 0 else None)
+
+
+class RedisSessionStore(SessionStore):
+    """Reads sessions and user records from Redis, with a hard timeout."""
+
+    def __init__(self, client: aioredis.Redis, options: StoreOptions, *, cluster: bool = False) -> None:
+        self._client = client
+        self._prefix = options.key_prefix
+        self._timeout = options.timeout_s
+        self._user_key = options.user_key
+        self._max_bytes = options.max_session_bytes
+        self._cluster = cluster
+
+    @classmethod
+    def from_url(cls, url: str, options: StoreOptions) -> RedisSessionStore:
+        """Build a store over a pooled client for ``url``.
+
+        ``redis://``, ``rediss://`` and ``unix://`` name one server;
+        ``redis[s]+sentinel://`` a Sentinel-monitored master and
+        ``redis[s]+cluster://`` a Redis Cluster (see :mod:`.redis_url`).
+        """
+        topology = parse_topology_url(url)
+        timeout_s, max_connections = options.timeout_s, options.max_connections
+        client: aioredis.Redis
+        if topology is None:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                **lean_connections(),
+                max_connections=max_connections,
+                # Waiting for a free connection counts against the store timeout.
+                timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                socket_timeout=max(timeout_s, 1.0),
+            )
+            client = aioredis.Redis(connection_pool=pool)
+        elif topology.kind == "sentinel":
+            client = sentinel_master(topology, timeout_s=timeout_s, max_connections=max_connections)
+        else:
+            # The store only calls pipeline(transaction=False) and aclose() on
+            # its client, which the cluster adapter provides over a RedisCluster.
+            client = cast("aioredis.Redis", cluster_client(topology, timeout_s, max_connections))
+        return cls(client, options, cluster=topology is not None and topology.kind == "cluster")
+
+    @property
+    def coalescable(self) -> bool:
+        """Not for Cluster: one unreachable primary would fail lookups coalesced with it for keys on healthy nodes."""
+        return not self._cluster
+
+    async def aclose(self) -> None:
+        """Close every pooled connection (a pool handed to a client is not closed by default)."""
+        await self._client.aclose(close_connection_pool=True)
+
+    async def _run(self, commands: Sequence[tuple[str, ...]], timeout_s: float | None = None) -> list[Any]:
+        """Send ``commands`` in one pipeline (one round trip) within the timeout.
+
+        Command errors come back in the list as exceptions; connection
+        problems and timeouts raise a StoreError.
+        """
+        try:
+            async with asyncio.timeout(self._timeout if timeout_s is None else timeout_s):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    return await pipe.execute(raise_on_error=False)
+        except (TimeoutError, redis.exceptions.TimeoutError) as exc:
+            raise StoreTimeoutError(str(exc) or "store timeout") from exc
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise StoreUnavailableError(str(exc)) from exc
+        except Exception as exc:
+            # redis-py failing in some other way while its connections die
+            # (seen under load while Redis was killed) is the store failing,
+            # not a bug of ours: UNAVAILABLE, never INTERNAL. Logged with its
+            # traceback so a library bug stays visible.
+            log.warning(
+                "session store client failed unexpectedly",
+                exc_info=True,
+                extra={"event": "store_client_error", "error": exc.__class__.__name__},
+            )
+            raise StoreUnavailableError(exc.__class__.__name__) from exc
+
+    @property
+    def has_user_records(self) -> bool:
+        """Whether scalar Passport ids are looked up as user records."""
+        return self._user_key is not None
+
+    async def get_sessions(self, session_ids: Sequence[str]) -> list[StoredSession]:
+        """Read many sessions in one round trip.
+
+        Each key costs STRLEN, a GETRANGE bounded by the size limit and PTTL:
+        a huge stored value is never transferred, let alone parsed.
+        """
+        if not session_ids:
+            return []
+        last = str(self._max_bytes - 1)
+        commands: list[tuple[str, ...]] = []
+        for session_id in session_ids:
+            key = self._prefix + session_id
+            commands += [("STRLEN", key), ("GETRANGE", key, "0", last), ("PTTL", key)]
+        replies = await self._run(commands)
+        return [session_from_replies(*replies[i : i + 3], self._max_bytes) for i in range(0, len(replies), 3)]
+
+    async def get_users(self, user_ids: Sequence[str]) -> list[UserRecordData | None]:
+        """Read many user records in one round trip.
+
+        A record may be a JSON object stored as a string or a hash; both are
+        read in the same round trip and whichever matches the key's type wins.
+        """
+        if self._user_key is None or not user_ids:
+            return [None] * len(user_ids)
+        commands: list[tuple[str, ...]] = []
+        for user_id in user_ids:
+            key = self._user_key.replace("{id}", user_id)
+            commands += [("GET", key), ("HGETALL", key)]
+        replies = await self._run(commands)
+        return [self._user(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+
+    @staticmethod
+    def _user(as_string: Any, as_hash: Any) -> Mapping[str, Any] | None:
+        if isinstance(as_string, bytes):
+            try:
+                record = parse_json(as_string)
+            except ValueError:
+                return None
+            return record if isinstance(record, dict) else None
+        if isinstance(as_hash, dict) and as_hash:
+            return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in as_hash.items()}
+        for result in (as_string, as_hash):
+            if isinstance(result, Exception) and not str(result).startswith("WRONGTYPE"):
+                raise StoreUnavailableError(str(result))
+        return None
+
+    async def ping(self, timeout_s: float | None = None) -> None:
+        """Raise a StoreError unless the store answers PING in time."""
+        (result,) = await self._run([("PING",)], timeout_s=timeout_s)
+        if isinstance(result, Exception):
+            raise StoreUnavailableError(str(result))
+
+    async def write_session(self, session_id: str, session_json: str, *, ttl_s: int | None) -> None:
+        """Write a session as connect-redis 9 does: ``SET key value [EX ttl]``."""
+        command: tuple[str, ...] = ("SET", self._prefix + session_id, session_json)
+        if ttl_s is not None:
+            command = (*command, "EX", str(ttl_s))
+        (result,) = await self._run([command])
+        if isinstance(result, Exception):
+            raise StoreUnavailableError(str(result))

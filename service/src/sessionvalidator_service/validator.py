@@ -1,0 +1,295 @@
+"""The validation core: credentials in, outcomes out, free of gRPC and HTTP.
+
+Every front end (the gRPC ``SessionValidator`` service, Envoy's ext_authz,
+the HTTP forward-auth endpoint) adapts a :class:`Validator`. It applies the
+domain rules (:mod:`.domain`), the bad-attempt policy (:mod:`.ratelimit`),
+the profile rules (:mod:`.profile`) and the bound on work in progress, and
+reads the store. A store that cannot answer raises a StoreError: the caller
+turns it into UNAVAILABLE or a 503, never a verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sessionvalidator_service.domain import Credential, Reason, UserRecord, judge_stored, read_credential
+from sessionvalidator_service.logs import LogBudget, SessionIdHasher
+from sessionvalidator_service.metrics import Metrics
+from sessionvalidator_service.profile import AttributePolicy, Profile, build_profile
+from sessionvalidator_service.ratelimit import BAD_ATTEMPTS, Identity, PeerLimiter, RateLimit
+from sessionvalidator_service.signature import Signer
+from sessionvalidator_service.stores import SessionStore, StoredSession
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BATCH_BYTES",
+    "UNREAD_WHEN_LIMITED",
+    "CredentialInput",
+    "Outcome",
+    "OverloadedError",
+    "RateLimitedError",
+    "Validator",
+]
+
+log = logging.getLogger("sessionvalidator.validate")
+
+MAX_BATCH = 256
+# A batch carries at most this many credential bytes in all.
+MAX_BATCH_BYTES = 1024 * 1024
+# While an identity has no bad attempts left, credentials longer than this (a
+# browser keeps a cookie under 4 KiB) are refused without being decoded or
+# verified: a flood of large refused values costs the flooder, not the server.
+UNREAD_WHEN_LIMITED = 4096
+
+# ("header", latin-1 text of the Cookie header) or ("value", the bare cookie value).
+CredentialInput = tuple[Literal["header", "value"], str]
+NO_CREDENTIAL: CredentialInput = ("header", "")
+
+
+class RateLimitedError(Exception):
+    """The whole call is refused: an identity out of bad attempts (a client ban)."""
+
+    def __init__(self, retry_after_s: float, scope: str) -> None:
+        super().__init__(f"rate limited ({scope}); retry in {retry_after_s:.3f} s")
+        self.retry_after_s = retry_after_s
+        self.scope = scope
+
+
+class OverloadedError(Exception):
+    """The validator is over its bound on work in progress."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The answer for one credential.
+
+    ``reason`` is ``None`` only for a credential refused on its own (a bad
+    attempt while its identity has none left): ``retry_after_s`` then says
+    when it may be tried again.
+    """
+
+    reason: Reason | None
+    credential: Credential
+    expire_time: datetime | None = None
+    user: UserRecord | None = None
+    profile: Profile | None = None
+    retry_after_s: float | None = None
+    scope: str = ""
+
+    @property
+    def authenticated(self) -> bool:
+        """A live session with a logged-in Passport user."""
+        return self.user is not None
+
+
+_NO_SESSION = Credential(None)
+
+
+class Validator:
+    """Judges credentials exactly as express-session would (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        secrets: tuple[str, ...],
+        store: SessionStore,
+        cookie_name: str,
+        metrics: Metrics,
+        rate_limit: RateLimit | None = None,
+        attribute_policy: AttributePolicy = AttributePolicy(),  # noqa: B008 - frozen, shared safely
+        max_in_flight: int = 0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._signer = Signer(secrets)
+        self._hasher = SessionIdHasher(secrets[0])
+        self._store = store
+        self._cookie_name = cookie_name
+        self._metrics = metrics
+        self._limiter = PeerLimiter(rate_limit) if rate_limit is not None else None
+        self._policy = attribute_policy
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._clock = clock
+        self._logs = LogBudget(log)
+
+    @property
+    def cookie_name(self) -> str:
+        """The configured cookie name."""
+        return self._cookie_name
+
+    @property
+    def hasher(self) -> SessionIdHasher:
+        """Tags session ids for logs and headers without revealing them."""
+        return self._hasher
+
+    def use_secrets(self, secrets: tuple[str, ...]) -> None:
+        """Verify with ``secrets`` from the next call on (rotation, kill switch).
+
+        One reference swap: a call already past verification keeps its
+        answer, every later call sees only the new list, so removing a secret
+        invalidates its cookies at once.
+        """
+        self._signer = Signer(secrets)
+        self._hasher = SessionIdHasher(secrets[0])
+
+    # ------------------------------------------------------------ admission
+
+    def _enter(self, identity: Identity | None) -> None:
+        """Refuse a call before any work: over the in-flight bound, or from a banned client."""
+        if self._max_in_flight and self._in_flight >= self._max_in_flight:
+            self._metrics.overloaded.inc()
+            self._logs.warning("overloaded", "over the bound on calls in progress; refusing with UNAVAILABLE")
+            raise OverloadedError
+        if identity is not None and identity.client and self._limiter is not None and self._limiter.tracking:
+            wait = self._limiter.retry_after(identity.key)
+            if wait is not None:
+                self._rate_limited(identity)
+                raise RateLimitedError(wait, identity.scope)
+        self._in_flight += 1
+
+    def _rate_limited(self, identity: Identity) -> None:
+        self._metrics.rate_limited.inc()
+        self._logs.warning(
+            "rate_limited", "too many bad cookies; refusing with RESOURCE_EXHAUSTED", scope=identity.scope
+        )
+
+    def _read(self, item: CredentialInput, identity: Identity | None, limited: bool) -> Credential | float:
+        """Read one credential, or return the seconds to wait when it is refused unread."""
+        kind, text = item
+        if limited and len(text) > UNREAD_WHEN_LIMITED:
+            assert self._limiter is not None  # noqa: S101 - limited implies a limiter
+            assert identity is not None  # noqa: S101 - and an identity
+            return self._limiter.retry_after(identity.key) or 0.0
+        if kind == "header":
+            return read_credential(self._signer, self._cookie_name, header=text)
+        return read_credential(self._signer, self._cookie_name, value=text)
+
+    def _charge(self, credential: Credential, identity: Identity | None) -> float | None:
+        """Count a bad attempt; return the seconds to wait when the identity has none left."""
+        if self._limiter is None or identity is None or credential.reason not in BAD_ATTEMPTS:
+            return None
+        wait = self._limiter.retry_after(identity.key)
+        if wait is not None:
+            return wait
+        self._limiter.charge(identity.key)
+        return None
+
+    def _limited(self, identity: Identity | None) -> bool:
+        return (
+            identity is not None
+            and self._limiter is not None
+            and self._limiter.tracking
+            and self._limiter.retry_after(identity.key) is not None
+        )
+
+    # ------------------------------------------------------------ judging
+
+    def _early(self, credential: Credential, identity: Identity | None) -> Outcome:
+        """Answer a credential that the cookie alone decides, counting a bad attempt."""
+        wait = self._charge(credential, identity)
+        if wait is not None:
+            assert identity is not None  # noqa: S101 - a wait implies an identity
+            self._rate_limited(identity)
+            return Outcome(None, credential, retry_after_s=wait, scope=identity.scope)
+        reason = credential.reason
+        assert reason is not None  # noqa: S101 - callers check
+        self._metrics.judged(reason, credential.secret_index)
+        if reason is Reason.SIGNATURE_MISMATCH:
+            self._logs.warning("bad_signature", "cookie signature rejected", scope=identity.scope if identity else "")
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("cookie rejected", extra={"event": "rejected", "reason": reason.label})
+        return Outcome(reason, credential)
+
+    def _judge(self, credential: Credential, stored: StoredSession) -> Outcome:
+        judgement = judge_stored(stored, self._clock())
+        reason = judgement.reason
+        self._metrics.judged(reason, credential.secret_index)
+        if reason is not Reason.SESSION_ACTIVE:
+            self._log_unusable(reason, credential.session_id or "")
+            return Outcome(reason, credential, judgement.expire_time)
+        return Outcome(reason, credential, judgement.expire_time, judgement.user)
+
+    def _needs_record(self, outcome: Outcome) -> bool:
+        return outcome.user is not None and outcome.user.record is None and self._store.has_user_records
+
+    def _profile(self, outcome: Outcome, record: object = None) -> None:
+        user = outcome.user
+        if user is not None:
+            found = user.record if user.record is not None else record
+            outcome.profile = build_profile(user, found if isinstance(found, dict) else None, self._policy)
+
+    def _log_unusable(self, reason: Reason, session_id: str) -> None:
+        if reason in {Reason.CORRUPT_SESSION, Reason.SESSION_TOO_LARGE, Reason.SESSION_ENCRYPTED}:
+            self._logs.error(
+                reason.label,
+                "stored session is unusable; express-session would fail this request",
+                sid_tag=self._hasher(session_id),
+            )
+        elif log.isEnabledFor(logging.INFO):
+            log.info("session not usable", extra={"event": reason.label, "sid_tag": self._hasher(session_id)})
+
+    async def validate(self, item: CredentialInput, identity: Identity | None) -> Outcome:
+        """Judge one credential."""
+        self._enter(identity)
+        try:
+            read = self._read(item, identity, self._limited(identity))
+            if isinstance(read, float):
+                assert identity is not None  # noqa: S101 - refused unread implies an identity
+                self._rate_limited(identity)
+                return Outcome(None, _NO_SESSION, retry_after_s=read, scope=identity.scope)
+            if read.reason is not None:
+                return self._early(read, identity)
+            outcome = self._judge(read, await self._store.get_session(read.session_id or ""))
+            if self._needs_record(outcome):
+                assert outcome.user is not None  # noqa: S101 - _needs_record checks
+                self._profile(outcome, await self._store.get_user(outcome.user.user_id))
+            else:
+                self._profile(outcome)
+            return outcome
+        finally:
+            self._in_flight -= 1
+
+    async def validate_many(self, items: Sequence[CredentialInput], identity: Identity | None) -> list[Outcome]:
+        """Judge many credentials with one store round trip for all of them (identical ids read once)."""
+        self._enter(identity)
+        try:
+            limited = self._limited(identity)
+            outcomes: list[Outcome | None] = []
+            lookups: dict[str, list[int]] = {}
+            credentials: list[Credential] = []
+            for index, item in enumerate(items):
+                read = self._read(item, identity, limited)
+                if isinstance(read, float):
+                    assert identity is not None  # noqa: S101 - refused unread implies an identity
+                    self._rate_limited(identity)
+                    outcomes.append(Outcome(None, _NO_SESSION, retry_after_s=read, scope=identity.scope))
+                elif read.reason is not None:
+                    outcome = self._early(read, identity)
+                    limited = limited or outcome.reason is None
+                    outcomes.append(outcome)
+                else:
+                    lookups.setdefault(read.session_id or "", []).append(index)
+                    outcomes.append(None)
+                credentials.append(read if isinstance(read, Credential) else _NO_SESSION)
+            if lookups:
+                stored = await self._store.get_sessions(list(lookups))
+                for session, indexes in zip(stored, lookups.values(), strict=True):
+                    for index in indexes:
+                        outcomes[index] = self._judge(credentials[index], session)
+            done = [outcome for outcome in outcomes if outcome is not None]
+            assert len(done) == len(outcomes)  # noqa: S101 - every credential was answered above
+            pending = [outcome for outcome in done if self._needs_record(outcome)]
+            if pending:
+                records = await self._store.get_users([o.user.user_id for o in pending if o.user is not None])
+                for outcome, record in zip(pending, records, strict=True):
+                    self._profile(outcome, record)
+            for outcome in done:
+                if outcome.user is not None and outcome.profile is None:
+                    self._profile(outcome)  # the user object itself, or an id without a record
+            return done
+        finally:
+            self._in_flight -= 1

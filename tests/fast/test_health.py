@@ -1,0 +1,73 @@
+"""Health and readiness in-process: readiness follows the store both ways; shutdown drains."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sessionvalidator_service.server import READINESS_SERVICE
+from sessionvalidator_service.stores import StoreUnavailableError
+from sessionvalidator_service.stores.memory import MemoryStore
+from tests.fast.conftest import CORPUS, InProcess, LoopThread, start
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+def running(loop_thread: LoopThread) -> Iterator[InProcess]:
+    service = start(loop_thread, CORPUS["settings"], MemoryStore())
+    yield service
+    loop_thread.run(service.service.stop())
+
+
+def status(health: health_pb2_grpc.HealthStub, service: str) -> int:
+    return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+
+
+def wait_for(health: health_pb2_grpc.HealthStub, wanted: int, within_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within_s:
+        if status(health, READINESS_SERVICE) == wanted:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    pytest.fail(f"readiness did not become {wanted} within {within_s} s")
+
+
+def test_readiness_follows_the_store_both_ways(running: InProcess) -> None:
+    with grpc.insecure_channel(running.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        assert status(health, "") == SERVING  # liveness
+        wait_for(health, SERVING, 2.0)
+        running.loop.call(lambda: setattr(running.store, "failure", StoreUnavailableError("down")))
+        assert wait_for(health, NOT_SERVING, 2.0) < 2.0
+        assert status(health, "") == SERVING  # the process itself is alive
+        running.loop.call(lambda: setattr(running.store, "failure", None))
+        assert wait_for(health, SERVING, 2.0) < 2.0
+
+
+def test_list_names_every_service(running: InProcess) -> None:
+    with grpc.insecure_channel(running.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_for(health, SERVING, 2.0)
+        statuses = health.List(health_pb2.HealthListRequest(), timeout=2).statuses
+        assert statuses[READINESS_SERVICE].status == SERVING
+        assert statuses[""].status == SERVING
+
+
+def test_shutdown_turns_every_service_not_serving(loop_thread: LoopThread) -> None:
+    running = start(loop_thread, CORPUS["settings"], MemoryStore())
+    with grpc.insecure_channel(running.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_for(health, SERVING, 2.0)
+        responses = health.Watch(health_pb2.HealthCheckRequest(service=READINESS_SERVICE), timeout=5)
+        assert next(responses).status == SERVING
+        stopping = asyncio.run_coroutine_threadsafe(running.service.stop(), loop_thread.loop)
+        assert next(responses).status == NOT_SERVING
+        responses.cancel()  # the stream is what shutdown waits for
+        stopping.result(10)
