@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from bson import Int64, ObjectId
 
+from sessionvalidator_service.domain import Reason, judge_stored
 from sessionvalidator_service.stores import (
     ABSENT,
     StoredSession,
@@ -159,11 +160,40 @@ def test_unreadable_sessions_are_handed_on_for_the_judge(db: tuple[FerretDBServe
         {"_id": "text", "expires": LATER, "session": "{not json"},
     )
     none, number, null, array, text = run(read(url_of(server, name), ["none", "number", "null", "array", "text"]))
-    assert none.data == b""  # JSON.parse(undefined) throws: corrupt
+    assert none.data == b"undefined"  # JSON.parse(undefined) throws: corrupt
     assert number.data == b"5"
     assert null.data == b"null"
     assert array.data == b"[1]"
     assert text.data == b"{not json"
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"expires": LATER, "session": '{"cookie":{}}'}, Reason.SESSION_ACTIVE),
+        ({"session": '{"cookie":{}}'}, Reason.SESSION_ACTIVE),  # no expires: found by connect-mongo
+        ({"expires": EARLIER, "session": '{"cookie":{}}'}, Reason.SESSION_EXPIRED),
+        ({"expires": EARLIER}, Reason.SESSION_EXPIRED),
+        ({"expires": EARLIER, "session": "x" * 5000}, Reason.SESSION_EXPIRED),
+        ({"expires": LATER}, Reason.CORRUPT_SESSION),  # JSON.parse(undefined) throws
+        ({"expires": LATER, "session": ""}, Reason.CORRUPT_SESSION),  # JSON.parse('') throws
+        ({"expires": LATER, "session": {}}, Reason.CORRUPT_SESSION),  # stringify:false, no cookie
+        ({"expires": LATER, "session": {"cookie": "x"}}, Reason.CORRUPT_SESSION),
+        ({"expires": LATER, "session": "null"}, Reason.SESSION_NOT_FOUND),
+        ({"expires": LATER, "session": 0}, Reason.SESSION_NOT_FOUND),
+        ({"expires": LATER, "session": True}, Reason.CORRUPT_SESSION),
+        ({"expires": None, "session": '{"cookie":{}}'}, Reason.SESSION_NOT_FOUND),
+        ({"expires": LATER, "session": "x" * 5000}, Reason.SESSION_TOO_LARGE),
+        ({"expires": LATER, "session": "QUJDREVGR0hJSktMTU5PUA=="}, Reason.SESSION_ENCRYPTED),
+    ],
+)
+def test_documents_are_judged_as_express_session_with_connect_mongo_decides(
+    db: tuple[FerretDBServer, str], document: dict[str, Any], reason: Reason
+) -> None:
+    server, name = db
+    insert(server, name, "sessions", {"_id": "s", **document})
+    (stored,) = run(read(url_of(server, name), ["s"], max_session_bytes=4096))
+    assert judge_stored(stored, datetime.now(UTC)).reason is reason
 
 
 def test_oversized_sessions_are_refused_unread(db: tuple[FerretDBServer, str]) -> None:

@@ -67,6 +67,8 @@ _RAW: Final = CodecOptions(document_class=RawBSONDocument, tz_aware=True, tzinfo
 _DECODE: Final[CodecOptions[dict[str, Any]]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 # What an encrypted `session` string looks like (see the module docstring).
 _CIPHERTEXT: Final = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+# What JSON.parse(undefined) reads (String(undefined)): it throws, so the session is corrupt.
+_UNPARSABLE: Final = b"undefined"
 _INT32: Final = struct.Struct("<i")
 _INT64: Final = struct.Struct("<q")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -296,6 +298,13 @@ class MongoSessionStore(SessionStore):
         return [found.get(sid, ABSENT) for sid in session_ids]
 
     def _session(self, raw: bytes, fields: Mapping[str, tuple[int, int, int]]) -> StoredSession:
+        stored = self._read_session(raw, fields)
+        if stored.unusable is not None and stored.expires is not None and stored.expires <= datetime.now(UTC):
+            # connect-mongo would not find it at all: expired, whatever it holds.
+            return StoredSession(_UNPARSABLE, expires=stored.expires)
+        return stored
+
+    def _read_session(self, raw: bytes, fields: Mapping[str, tuple[int, int, int]]) -> StoredSession:
         expires_field = fields.get("expires")
         expires: datetime | None = None
         if expires_field is not None:
@@ -308,7 +317,7 @@ class MongoSessionStore(SessionStore):
         session = fields.get("session")
         if session is None:
             # JSON.parse(undefined) throws: express-session answers 500.
-            return StoredSession(b"", expires=expires)
+            return StoredSession(_UNPARSABLE, expires=expires)
         kind, start, stop = session
         if kind == _BSON_STRING:
             text = raw[start + 4 : stop - 1]
@@ -316,21 +325,23 @@ class MongoSessionStore(SessionStore):
                 return StoredSession(None, expires=expires, unusable="too_large")
             if _is_ciphertext(text):
                 return StoredSession(None, expires=expires, unusable="encrypted")
-            return StoredSession(text, expires=expires)
+            # JSON.parse('') throws as JSON.parse(undefined) does.
+            return StoredSession(text or _UNPARSABLE, expires=expires)
         if stop - start > self._options.max_session_bytes:
             return StoredSession(None, expires=expires, unusable="too_large")
         if kind == _BSON_DOCUMENT:
             try:
                 decoded = bson.decode(raw[start:stop], codec_options=_DECODE)
             except (bson.errors.BSONError, ValueError, OverflowError):
-                return StoredSession(b"", expires=expires)
-            return StoredSession(_json_like(decoded), expires=expires)
+                return StoredSession(_UNPARSABLE, expires=expires)
+            # An empty object is still a (cookie-less, so corrupt) session, not none.
+            return StoredSession(_json_like(decoded) or b"{}", expires=expires)
         # A number, array, boolean, null...: the JSON text of what JSON.parse would make of it.
         try:
             value = bson.decode(raw, codec_options=_DECODE).get("session")
             return StoredSession(orjson.dumps(_json_like(value)), expires=expires)
         except (bson.errors.BSONError, ValueError, OverflowError, TypeError, orjson.JSONEncodeError):
-            return StoredSession(b"", expires=expires)
+            return StoredSession(_UNPARSABLE, expires=expires)
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserRecordData | None]:
         """Read user records by ``_id`` in one ``find``: the id as given, a 24-hex id as an ObjectId too."""
