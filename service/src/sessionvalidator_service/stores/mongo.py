@@ -385,7 +385,7 @@ class MongoSessionStore(SessionStore):
         ``expires`` is ``cookie.expires`` when the session has one, else now
         plus connect-mongo's ``ttl`` (``ttl_s`` when given, its 14-day default otherwise).
         """
-        from sessionvalidator_service.domain import parse_json
+        from sessionvalidator_service.jsemu import parse_json
 
         session = parse_json(session_json.encode("utf-8"))
         cookie = session.get("cookie") if isinstance(session, dict) else None
