@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from bson import Int64, ObjectId
+from pymongo import AsyncMongoClient, monitoring
 
 from sessionvalidator_service.domain import Reason, judge_stored
 from sessionvalidator_service.stores import (
@@ -443,3 +444,45 @@ def test_bad_urls_are_named_without_the_password(url: str, needle: str) -> None:
 )
 def test_good_urls_pass_without_any_network(url: str) -> None:
     check_url(url)
+
+
+class _Commands(monitoring.CommandListener):
+    """Records the name of every command the driver sends (a real listener on a real client)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_batch_is_one_find(db: tuple[FerretDBServer, str]) -> None:
+    server, name = db
+    ids = [f"sid-{i:04d}" for i in range(256)]
+    insert(server, name, "sessions", *({"_id": sid, "expires": LATER, "session": '{"cookie":{}}'} for sid in ids[::2]))
+    insert(server, name, "users", *({"_id": f"u{i}", "n": i} for i in range(256)))
+    listener = _Commands()
+
+    async def batch() -> tuple[list[StoredSession], list[Any], list[str]]:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(url_of(server, name), event_listeners=[listener])
+        store = MongoSessionStore(client, name, StoreOptions(timeout_s=2.0, mongo_users_collection="users"))
+        try:
+            await store.ping()
+            listener.names.clear()
+            sessions = await store.get_sessions(ids)
+            users = await store.get_users([f"u{i}" for i in range(256)])
+            sent = list(listener.names)
+            return sessions, users, sent
+        finally:
+            await store.aclose()
+
+    sessions, users, sent = run(batch())
+    assert sent == ["find", "find"]  # one round trip each, no getMore
+    assert [s is not ABSENT for s in sessions] == [i % 2 == 0 for i in range(256)]
+    assert [u and u["n"] for u in users] == list(range(256))
