@@ -155,7 +155,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 	$(PY) bench/load.py
 
 .PHONY: bench
-bench: bench-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test
+bench: bench-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, --mongo adds ours over MongoDB
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing and timing

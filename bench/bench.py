@@ -24,6 +24,9 @@ apart), and the server tree's peak RSS. Before each run it waits (up to
 
 ``--variant ours-2w=SESSIONVALIDATOR_WORKERS=2`` adds a run of our service
 with extra environment (repeatable; the default is one variant, ``ours``).
+``--mongo`` adds ``ours-mongo``: our service over a FerretDB (MongoDB wire
+protocol, SQLite; tests/support/processes.py) holding the same sessions as
+connect-mongo documents; its "Redis CPU" column is then FerretDB's.
 ``bench.py --rerender results/bench-<stamp>`` redraws a run's table and chart.
 """
 
@@ -69,13 +72,15 @@ from ghz import (  # noqa: E402
 from procs import MIB, Server, TreeMonitor, cpu_seconds, host_cpu, wait_for_quiet  # noqa: E402
 from workload import Workload, build, check_verdicts, describe, write_files  # noqa: E402
 
-from tests.support.processes import RedisServer, free_port  # noqa: E402
+from tests.support.processes import FerretDBServer, RedisServer, free_port  # noqa: E402
 
 REFERENCE = ROOT / "bench" / "reference"
 WORK = ROOT / ".tmp" / "bench"
 COOKIE_NAME = "connect.sid"
 KEY_PREFIX = "sess:"
 REFS = ("go", "node")
+MONGO_VARIANT = "ours-mongo"
+MONGO_URL_SLOT = "mongodb://set-when-ferretdb-starts/"  # replaced by the FerretDB URL in main()
 DASH = "\N{EN DASH}"
 
 
@@ -189,11 +194,16 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         help="a run of our service with extra environment (repeatable; default: ours)",
     )
     parser.add_argument("--refs", default=",".join(REFS), help="references to run, comma-separated ('' for none)")
+    parser.add_argument(
+        "--mongo", action="store_true", help="also run ours over MongoDB (FerretDB, connect-mongo documents)"
+    )
     args = parser.parse_args(argv)
     refs = [ref for ref in args.refs.split(",") if ref]
     if unknown := set(refs) - set(REFS):
         parser.error(f"--refs: unknown {sorted(unknown)}")
     variants = args.variant or [Implementation("ours", "ours")]
+    if args.mongo:
+        variants = [*variants, Implementation(MONGO_VARIANT, "ours", {"SESSIONVALIDATOR_STORE_URL": MONGO_URL_SLOT})]
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         parser.error("--variant names must differ")
@@ -249,7 +259,7 @@ def server_for(
     if impl.kind == "ours":
         env = {
             "SESSIONVALIDATOR_LISTEN": listen,  # fixed: workers share one port
-            "SESSIONVALIDATOR_REDIS_URL": redis_url,
+            **({} if "SESSIONVALIDATOR_STORE_URL" in impl.extra_env else {"SESSIONVALIDATOR_REDIS_URL": redis_url}),
             "SESSIONVALIDATOR_SECRETS": json.dumps(secrets),
             "SESSIONVALIDATOR_COOKIE_NAME": COOKIE_NAME,
             "SESSIONVALIDATOR_KEY_PREFIX": KEY_PREFIX,
@@ -683,6 +693,25 @@ def rerender(directory: Path) -> int:
     return 0
 
 
+def start_mongo(config: Config, stack: contextlib.ExitStack) -> tuple[Config, FerretDBServer | None, Any]:
+    """With ``--mongo``: start FerretDB and point the ``ours-mongo`` variant at it."""
+    if not any(impl.name == MONGO_VARIANT for impl in config.implementations):
+        return config, None, None
+    mongo = FerretDBServer().start()
+    stack.callback(mongo.close)
+    client = stack.enter_context(mongo.client())
+    config = dataclasses.replace(
+        config,
+        implementations=[
+            Implementation(i.name, i.kind, {**i.extra_env, "SESSIONVALIDATOR_STORE_URL": mongo.url})
+            if i.name == MONGO_VARIANT
+            else i
+            for i in config.implementations
+        ],
+    )
+    return config, mongo, client[mongo.database]["sessions"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole benchmark; 0 when no call failed."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -706,6 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_server = RedisServer().start()
         stack.callback(redis_server.close)
         assert redis_server.proc is not None
+        config, mongo, mongo_sessions = start_mongo(config, stack)
         workload = build(
             redis_server.client(),
             bench_secrets,
@@ -713,6 +743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             key_prefix=KEY_PREFIX,
             sessions=config.sessions,
             seed=config.seed,
+            mongo_sessions=mongo_sessions,
         )
         files = write_files(out / "workload", workload, config.batch_size or 16)
         servers: dict[str, Server] = {}
@@ -731,11 +762,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"started {impl.name} on {server.address} (pid {server.pid}) {impl.extra_env or ''}", flush=True)
         sanity(servers, config, workload)
         redis_pid = redis_server.proc.pid
+        store_pids = dict.fromkeys(servers, redis_pid)
+        if mongo is not None and mongo.proc is not None:
+            store_pids[MONGO_VARIANT] = mongo.proc.pid
         targets = {
             name: Target(
                 ghz,
                 server,
-                redis_pid,
+                store_pids[name],
                 SINGLE_CALL,
                 files.single,
                 1,
@@ -747,7 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             impl.name: Target(
                 ghz,
                 servers[impl.name],
-                redis_pid,
+                store_pids[impl.name],
                 BATCH_CALL,
                 files.batch,
                 config.batch_size,
