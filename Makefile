@@ -141,6 +141,10 @@ test-node: system-deps venv node-client-deps ## The Node client against a live, 
 	cd clients/node && npm run lint
 	$(HARNESS) bash -c 'cd clients/node && npm test'
 
+.PHONY: test-mongo
+test-mongo: venv node-deps ferretdb ## The MongoDB store's tests: store, service, Express parity (connect-mongo), fault
+	$(PY) -m pytest tests/mongo tests/parity/test_mongo_parity.py tests/faults/test_fault_mongo_kill.py
+
 .PHONY: test-unit
 test-unit: venv ## Fast tests without Redis, Node or a server
 	$(PY) -m pytest tests/unit

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from bson import ObjectId
+from google.protobuf import json_format
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
@@ -266,7 +267,15 @@ def test_user_record_from_the_users_collection(
     oid = ObjectId()
     client, users = sessions(shared_ferretdb, "users")
     with client:
-        users.insert_one({"_id": oid, "username": "mongo-ann", "email": "ann@example.org", "roles": ["editor"]})
+        users.insert_one(
+            {
+                "_id": oid,
+                "username": "mongo-ann",
+                "email": "ann@example.org",
+                "roles": ["editor"],
+                "password": "$2b$10$abcdefghijklmnopqrstuv",  # a mongoose User's bcrypt hash
+            }
+        )
     with express(shared_ferretdb, [NEW], PARITY_MONGO_USERS="users", **MODES[mode]) as app:
         for object_id in (False, True):
             _, _, cookie = call(app, "POST", "/login", body={"user": str(oid), "objectId": object_id})
@@ -278,6 +287,10 @@ def test_user_record_from_the_users_collection(
             assert response.user.username == whoami["record"]["username"]
             assert response.user.email == whoami["record"]["email"]
             assert list(response.user.roles) == whoami["record"]["roles"]
+            assert "password" in whoami["record"]
+            attributes = json_format.MessageToDict(response.user.attributes)
+            assert attributes["username"] == "mongo-ann"
+            assert "password" not in attributes
 
 
 def test_encrypted_sessions_are_refused_as_such(
