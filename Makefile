@@ -123,6 +123,10 @@ test: test-deps checkgenerate lint test-service test-python test-go test-node ##
 test-service: system-deps venv node-deps ferretdb ## The service's tests: unit, integration, Express parity, differential
 	$(PY) -m pytest
 
+.PHONY: test-abuse
+test-abuse: system-deps venv ## Attacks on the real service (floods, huge sessions, log volume), bounded to about a minute
+	$(PY) -m pytest tests/abuse
+
 .PHONY: test-topologies
 test-topologies: system-deps venv ## Redis Sentinel and Cluster failovers against the real service
 	$(PY) -m pytest tests/topologies

@@ -52,6 +52,8 @@ def needs_store(case: dict[str, Any]) -> bool:
     return case["expect"]["verdict"] in {"VERDICT_VALID", "VERDICT_EXPIRED"} or case["expect"]["reason"] in {
         "REASON_SESSION_NOT_FOUND",
         "REASON_CORRUPT_SESSION",
+        "REASON_SESSION_TOO_LARGE",
+        "REASON_SESSION_ENCRYPTED",
     }
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.integration.conftest import CORPUS
-from tests.integration.test_validate import request_of
 from tests.support.processes import RedisServer, ValidatorProcess, free_port, running_validator
+from tests.support.vectors import request_of
 
 
 def scrape(port: int) -> dict[str, float]:

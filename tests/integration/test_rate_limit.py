@@ -15,8 +15,8 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.harness import seed
 from tests.integration.conftest import CORPUS
-from tests.integration.test_validate import request_of
 from tests.support.processes import RedisServer, running_validator
+from tests.support.vectors import request_of
 
 BAD = request_of(next(c for c in CORPUS["cases"] if c["name"] == "bad_signature_tampered"))
 GOOD = request_of(next(c for c in CORPUS["cases"] if c["name"] == "valid_scalar_user"))

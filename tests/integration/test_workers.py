@@ -12,8 +12,8 @@ import grpc
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.integration.conftest import CORPUS
-from tests.integration.test_validate import request_of
 from tests.support.processes import RedisServer, ValidatorProcess, free_port
+from tests.support.vectors import request_of
 
 
 def start(redis_server: RedisServer, workers: int) -> tuple[ValidatorProcess, int]:

@@ -10,7 +10,9 @@ import redis.asyncio.sentinel
 import redis.exceptions
 
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
-from sessionvalidator_service.store import RedisSessionStore, StoreUnavailableError, TopologyURL, parse_topology_url
+from sessionvalidator_service.stores import StoreOptions, StoreUnavailableError
+from sessionvalidator_service.stores.redis import RedisSessionStore
+from sessionvalidator_service.stores.redis_url import TopologyURL, parse_topology_url
 from tests.support.processes import free_port
 
 BASE = {"SESSIONVALIDATOR_SECRETS": "topologies: a signing secret comfortably over 32 bytes"}
@@ -123,7 +125,7 @@ def test_failures_to_reach_a_topology_are_store_errors() -> None:
             f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/mymaster",
             f"redis+cluster://127.0.0.1:{free_port()}",
         ):
-            store = RedisSessionStore.from_url(url, key_prefix="sess:", timeout_s=1.0)
+            store = RedisSessionStore.from_url(url, StoreOptions(timeout_s=1.0))
             try:
                 with pytest.raises(StoreUnavailableError) as ping:
                     await store.ping()

@@ -278,6 +278,8 @@ class Settings:
     attribute_policy: AttributePolicy = field(default_factory=AttributePolicy)
     # Calls in progress at once before new ones are refused (OVERLOADED); 0: no bound.
     max_in_flight: int = 4096
+    # HTTP/2 streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS); 0: grpc's default (no limit).
+    max_concurrent_streams: int = 256
 
     def __repr__(self) -> str:
         # Every field, derived so it cannot drift; never a secret or a password.
@@ -333,6 +335,7 @@ class Settings:
             mongo_users_collection=_collection(env, "MONGO_USERS_COLLECTION", None),
             max_session_bytes=_whole(env, "MAX_SESSION_BYTES", 1024 * 1024, 1024, 512 * 1024 * 1024),
             max_in_flight=_whole(env, "MAX_IN_FLIGHT", 4096, 0, 1_000_000),
+            max_concurrent_streams=_whole(env, "MAX_CONCURRENT_STREAMS", 256, 0, 65_535),
             attribute_policy=_attribute_policy(env),
             cookie_name=cookie_name,
             key_prefix=env.get(PREFIX + "KEY_PREFIX", "sess:"),

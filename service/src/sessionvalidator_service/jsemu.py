@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -21,15 +22,16 @@ __all__ = ["js_string", "parse_json"]
 _END = object()
 
 
-def _scrub(value: Any) -> Any:
-    """Replace lone surrogates the way JavaScript's UTF-8 encoder does."""
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    return value
+# An escaped backslash (skipped), a surrogate pair (kept), or a lone surrogate escape (replaced).
+_SURROGATE_ESCAPES = re.compile(
+    r"(\\\\)"  # an escaped backslash: what follows is not an escape
+    r"|(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"  # a surrogate pair
+    r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"  # a lone surrogate
+)
+
+
+def _replace_lone_surrogate(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(1) or match.group(2) else "\\ufffd"
 
 
 def _reject_constant(name: str) -> Any:
@@ -40,20 +42,28 @@ def _reject_constant(name: str) -> Any:
 def parse_json(raw: bytes) -> Any:
     """Parse stored JSON as node-redis + ``JSON.parse`` would.
 
-    orjson handles the common case; the rare inputs it refuses but
-    JavaScript accepts (integers beyond 64 bits, lone surrogate escapes,
-    invalid UTF-8 that node-redis decodes with U+FFFD) go through the
-    standard library. Raises :class:`ValueError` when JavaScript would throw.
+    orjson handles the common case. What it refuses but JavaScript accepts is
+    made acceptable first: invalid UTF-8 is decoded with U+FFFD as node-redis
+    does, and a lone surrogate escape becomes ``\ufffd``, which is what
+    JavaScript's UTF-8 encoder later makes of that lone surrogate; orjson then
+    reads it at any depth up to 1024 levels. Integers beyond 64 bits go through
+    the standard library (as doubles, like ``JSON.parse``). Raises
+    :class:`ValueError` when JavaScript would throw, or when a document nested
+    past 1024 levels also needs the standard library.
     """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass
-    text = raw.decode("utf-8", "replace")
+    text = _SURROGATE_ESCAPES.sub(_replace_lone_surrogate, raw.decode("utf-8", "replace"))
     try:
-        return _scrub(json.loads(text, parse_constant=_reject_constant, parse_int=_js_int))
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_js_int)
     except RecursionError:
-        # Past ~1000 levels (orjson stops at 1024): refused, never a crash.
+        # Past ~1000 levels of what only the standard library reads: refused, never a crash.
         msg = "JSON nested too deeply"
         raise ValueError(msg) from None
 

@@ -63,11 +63,14 @@ class Metrics:
             ["index"],
             registry=registry,
         )
-        self.overloaded = Counter(
+        overloaded = Counter(
             "sessionvalidator_overloaded",
-            "Calls refused with UNAVAILABLE (OVERLOADED) because too many were in progress.",
+            "Calls refused with UNAVAILABLE (OVERLOADED), by cause: too many in progress (in_flight), or a store "
+            "timeout while the event loop ran late (event_loop).",
+            ["cause"],
             registry=registry,
         )
+        self._overloaded = {cause: overloaded.labels(cause) for cause in ("in_flight", "event_loop")}
         self.ready = Gauge(
             "sessionvalidator_ready",
             "1 while the session store answers (readiness SERVING), else 0.",
@@ -86,6 +89,10 @@ class Metrics:
         self._by_reason[reason].inc()
         if secret_index is not None:
             self._secret_index.labels(str(secret_index)).inc()
+
+    def overloaded(self, cause: str) -> None:
+        """Count one call refused for overload."""
+        self._overloaded[cause].inc()
 
     def store_error(self, reason: str) -> None:
         """Count one call failed by the store."""

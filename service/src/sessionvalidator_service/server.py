@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.metrics import Metrics, serve_metrics
+from sessionvalidator_service.overload import LoopLag
 from sessionvalidator_service.serverkind import kind_named
 from sessionvalidator_service.servicer import SessionValidatorServicer
 from sessionvalidator_service.stores import SessionStore, StoreError, open_store
@@ -163,6 +164,7 @@ class Service:
         validator: Validator,
         health_servicer: HealthServicer,
         monitor_task: asyncio.Task[None],
+        loop_lag: LoopLag,
     ) -> None:
         self.metrics = metrics
         self.settings = settings
@@ -172,6 +174,7 @@ class Service:
         self.validator = validator
         self.health = health_servicer
         self._monitor_task = monitor_task
+        self._loop_lag = loop_lag
 
     @classmethod
     async def start(
@@ -193,6 +196,7 @@ class Service:
         store = store if store is not None else default_store(settings)
         metrics = metrics if metrics is not None else Metrics()
         kind = kind_named(settings.server)
+        loop_lag = LoopLag()
         validator = Validator(
             secrets=settings.secrets,
             store=store,
@@ -201,6 +205,8 @@ class Service:
             rate_limit=settings.rate_limit,
             attribute_policy=settings.attribute_policy,
             max_in_flight=settings.max_in_flight,
+            loop_lag=loop_lag,
+            store_timeout_s=settings.store_timeout_s,
             **({"clock": clock} if clock is not None else {}),
         )
         servicer = SessionValidatorServicer(
@@ -210,7 +216,7 @@ class Service:
             retry_pushback=kind.retry_pushback,
             identify=settings.rate_limit is not None,
         )
-        server = kind.new_server(reuse_port=reuse_port)
+        server = kind.new_server(reuse_port=reuse_port, max_concurrent_streams=settings.max_concurrent_streams)
         _add_servicer(servicer, server)
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
@@ -236,6 +242,7 @@ class Service:
             msg = f"cannot listen on {settings.listen}: {exc}"
             raise OSError(msg) from exc
         await server.start()
+        loop_lag.start()
         monitor = ReadinessMonitor(health_servicer, store, metrics)
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
         log.info(
@@ -262,6 +269,7 @@ class Service:
             validator=validator,
             health_servicer=health_servicer,
             monitor_task=task,
+            loop_lag=loop_lag,
         )
 
     def reload_secrets(self, env: Mapping[str, str]) -> bool:
@@ -289,6 +297,7 @@ class Service:
         with contextlib.suppress(asyncio.CancelledError):
             await self._monitor_task
         await self.server.stop(grace)
+        await self._loop_lag.stop()
         await self.store.aclose()
         log.info("stopped", extra={"event": "stopped"})
 

@@ -39,7 +39,9 @@ class ServerKind:
                 return False
         return True
 
-    def options(self, *, reuse_port: bool) -> list[tuple[str, Any]]:
+    def options(
+        self, *, reuse_port: bool, max_concurrent_streams: int = MAX_CONCURRENT_STREAMS
+    ) -> list[tuple[str, Any]]:
         """Return the channel arguments a server of this kind is created with."""
         options: list[tuple[str, Any]] = [
             ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -48,18 +50,19 @@ class ServerKind:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
-        if self.name == "grpcio":
-            options.append(("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS))
+        if self.name == "grpcio" and max_concurrent_streams:
+            options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
         return options
 
-    def new_server(self, *, reuse_port: bool) -> grpc.aio.Server:
+    def new_server(self, *, reuse_port: bool, max_concurrent_streams: int = MAX_CONCURRENT_STREAMS) -> grpc.aio.Server:
         """Create an unstarted server."""
+        options = self.options(reuse_port=reuse_port, max_concurrent_streams=max_concurrent_streams)
         if self.name == "native":
             import pygrpc_native.aio
 
-            server: grpc.aio.Server = pygrpc_native.aio.server(options=self.options(reuse_port=reuse_port))
+            server: grpc.aio.Server = pygrpc_native.aio.server(options=options)
             return server
-        return grpc.aio.server(options=self.options(reuse_port=reuse_port))
+        return grpc.aio.server(options=options)
 
 
 KINDS = {

@@ -39,13 +39,25 @@ from sessionvalidator_service.validator import (
     Validator,
 )
 
-__all__ = ["REASONS", "VERDICTS", "SessionValidatorServicer", "credential_input", "timestamp", "user_profile"]
+__all__ = [
+    "MAX_PROFILE_BYTES",
+    "REASONS",
+    "VERDICTS",
+    "SessionValidatorServicer",
+    "credential_input",
+    "timestamp",
+    "user_profile",
+]
 
 VERDICTS: Mapping[Verdict, pb.Verdict.ValueType] = {
     verdict: pb.Verdict.Value("VERDICT_" + verdict.name) for verdict in Verdict
 }
 REASONS: Mapping[Reason, pb.Reason.ValueType] = {reason: pb.Reason.Value("REASON_" + reason.name) for reason in Reason}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A profile larger than this on the wire is sent without its attributes: a
+# response stays small whatever the store holds, so what a client that does not
+# read can make the server hold is bounded by the streams a connection may open.
+MAX_PROFILE_BYTES = 64 * 1024
 
 
 def credential_input(request: pb.ValidateSessionRequest) -> CredentialInput:
@@ -95,6 +107,8 @@ def user_profile(profile: Profile) -> pb.UserProfile:
         except (ValueError, TypeError, OverflowError):
             message.attributes.Clear()
             message.attributes.update(_struct_safe(dict(profile.attributes)))
+        if message.ByteSize() > MAX_PROFILE_BYTES:
+            message.ClearField("attributes")
     return message
 
 

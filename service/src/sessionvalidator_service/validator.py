@@ -19,10 +19,11 @@ from typing import Literal
 from sessionvalidator_service.domain import Credential, Reason, UserRecord, judge_stored, read_credential
 from sessionvalidator_service.logs import LogBudget, SessionIdHasher
 from sessionvalidator_service.metrics import Metrics
+from sessionvalidator_service.overload import LoopLag
 from sessionvalidator_service.profile import AttributePolicy, Profile, build_profile
 from sessionvalidator_service.ratelimit import BAD_ATTEMPTS, Identity, PeerLimiter, RateLimit
 from sessionvalidator_service.signature import Signer
-from sessionvalidator_service.stores import SessionStore, StoredSession
+from sessionvalidator_service.stores import SessionStore, StoredSession, StoreTimeoutError, UserRecordData
 
 __all__ = [
     "MAX_BATCH",
@@ -102,6 +103,8 @@ class Validator:
         rate_limit: RateLimit | None = None,
         attribute_policy: AttributePolicy = AttributePolicy(),  # noqa: B008 - frozen, shared safely
         max_in_flight: int = 0,
+        loop_lag: LoopLag | None = None,
+        store_timeout_s: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._signer = Signer(secrets)
@@ -113,6 +116,9 @@ class Validator:
         self._policy = attribute_policy
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        self._lag = loop_lag
+        # A loop this late makes a store timeout the server's fault, not the store's.
+        self._late_s = store_timeout_s / 2
         self._clock = clock
         self._logs = LogBudget(log)
 
@@ -141,7 +147,7 @@ class Validator:
     def _enter(self, identity: Identity | None) -> None:
         """Refuse a call before any work: over the in-flight bound, or from a banned client."""
         if self._max_in_flight and self._in_flight >= self._max_in_flight:
-            self._metrics.overloaded.inc()
+            self._metrics.overloaded("in_flight")
             self._logs.warning("overloaded", "over the bound on calls in progress; refusing with UNAVAILABLE")
             raise OverloadedError
         if identity is not None and identity.client and self._limiter is not None and self._limiter.tracking:
@@ -150,6 +156,32 @@ class Validator:
                 self._rate_limited(identity)
                 raise RateLimitedError(wait, identity.scope)
         self._in_flight += 1
+
+    def _timed_out(self, exc: StoreTimeoutError) -> Exception:
+        """Return what a store timeout means: the store's slowness, or the server's own overload (a late loop)."""
+        if self._lag is not None and self._lag.recent_s() >= self._late_s:
+            self._metrics.overloaded("event_loop")
+            self._logs.warning(
+                "overloaded",
+                "store timeout while the event loop ran late: the server is overloaded",
+                cause="event_loop",
+            )
+            return OverloadedError("the event loop ran too late to time the store")
+        return exc
+
+    async def _sessions(self, session_ids: list[str]) -> list[StoredSession]:
+        try:
+            if len(session_ids) == 1:
+                return [await self._store.get_session(session_ids[0])]
+            return await self._store.get_sessions(session_ids)
+        except StoreTimeoutError as exc:
+            raise self._timed_out(exc) from exc
+
+    async def _users(self, user_ids: list[str]) -> list[UserRecordData | None]:
+        try:
+            return await self._store.get_users(user_ids)
+        except StoreTimeoutError as exc:
+            raise self._timed_out(exc) from exc
 
     def _rate_limited(self, identity: Identity) -> None:
         self._metrics.rate_limited.inc()
@@ -243,10 +275,12 @@ class Validator:
                 return Outcome(None, _NO_SESSION, retry_after_s=read, scope=identity.scope)
             if read.reason is not None:
                 return self._early(read, identity)
-            outcome = self._judge(read, await self._store.get_session(read.session_id or ""))
+            (stored,) = await self._sessions([read.session_id or ""])
+            outcome = self._judge(read, stored)
             if self._needs_record(outcome):
                 assert outcome.user is not None  # noqa: S101 - _needs_record checks
-                self._profile(outcome, await self._store.get_user(outcome.user.user_id))
+                (record,) = await self._users([outcome.user.user_id])
+                self._profile(outcome, record)
             else:
                 self._profile(outcome)
             return outcome
@@ -276,7 +310,7 @@ class Validator:
                     outcomes.append(None)
                 credentials.append(read if isinstance(read, Credential) else _NO_SESSION)
             if lookups:
-                stored = await self._store.get_sessions(list(lookups))
+                stored = await self._sessions(list(lookups))
                 for session, indexes in zip(stored, lookups.values(), strict=True):
                     for index in indexes:
                         outcomes[index] = self._judge(credentials[index], session)
@@ -284,7 +318,7 @@ class Validator:
             assert len(done) == len(outcomes)  # noqa: S101 - every credential was answered above
             pending = [outcome for outcome in done if self._needs_record(outcome)]
             if pending:
-                records = await self._store.get_users([o.user.user_id for o in pending if o.user is not None])
+                records = await self._users([o.user.user_id for o in pending if o.user is not None])
                 for outcome, record in zip(pending, records, strict=True):
                     self._profile(outcome, record)
             for outcome in done:

@@ -154,7 +154,10 @@ class RedisSessionStore(SessionStore):
             key = self._prefix + session_id
             commands += [("STRLEN", key), ("GETRANGE", key, "0", last), ("PTTL", key)]
         replies = await self._run(commands)
-        return [session_from_replies(*replies[i : i + 3], self._max_bytes) for i in range(0, len(replies), 3)]
+        return [
+            session_from_replies(replies[i], replies[i + 1], replies[i + 2], self._max_bytes)
+            for i in range(0, len(replies), 3)
+        ]
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserRecordData | None]:
         """Read many user records in one round trip.

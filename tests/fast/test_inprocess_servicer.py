@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -163,7 +164,7 @@ def test_over_the_in_flight_bound_calls_are_refused_overloaded_not_cancelled(run
         # Cheap answers are refused too: the bound is on calls, whatever they need.
         store.gate.set()
         assert [f.result().verdict for f in held] == [pb.VERDICT_VALID] * 4
-    assert running.metrics.overloaded._value.get() >= 1  # type: ignore[attr-defined]
+    assert running.metrics._overloaded["in_flight"]._value.get() >= 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -185,3 +186,23 @@ def test_attributes_can_be_switched_off(running: InProcess) -> None:
         response = stub.ValidateSession(VALID, timeout=5)
     assert response.user.username == "ann"
     assert not response.user.HasField("attributes")
+
+
+class LateLoopStore(MemoryStore):
+    """A store that times out after blocking the event loop, as a CPU-starved server would."""
+
+    async def get_sessions(self, session_ids: Sequence[str]) -> list[StoredSession]:  # noqa: ARG002
+        time.sleep(0.15)  # noqa: ASYNC251 - blocking the loop is the point: it runs nothing else meanwhile
+        await asyncio.sleep(0.05)  # let the lag be seen
+        raise StoreTimeoutError("timed out")
+
+
+@pytest.mark.parametrize("running", [({"SESSIONVALIDATOR_STORE_TIMEOUT_MS": "100"}, LateLoopStore())], indirect=True)
+def test_a_store_timeout_while_the_loop_ran_late_is_overload_not_the_store(running: InProcess) -> None:
+    """Issue 14 #5: the store timeout measures the store; a late event loop is the server's own overload."""
+    channel, stub = stub_for(running)
+    with channel, pytest.raises(grpc.RpcError) as caught:
+        stub.ValidateSession(VALID, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert error_info(caught.value).reason == "OVERLOADED"
+    assert running.metrics._overloaded["event_loop"]._value.get() == 1  # type: ignore[attr-defined]
