@@ -43,6 +43,7 @@ from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
+from pymongo.server_type import SERVER_TYPE
 from pymongo.uri_parser_shared import _validate_uri
 
 from sessionvalidator_service.stores import (
@@ -376,7 +377,17 @@ class MongoSessionStore(SessionStore):
         return [lookup(user_id) for user_id in user_ids]
 
     async def ping(self, timeout_s: float | None = None) -> None:
-        """Return when the server answers ``ping`` in time; raise a store error otherwise."""
+        """Return when the server answers ``ping`` in time; raise a store error otherwise.
+
+        When the driver's monitor already found every server down (a refused
+        or dropped connection), fail at once instead of waiting out server
+        selection: readiness then follows a dead server as fast as Redis's
+        refused connection. The monitor re-checks every 500 ms, so a server
+        that comes back is seen within that.
+        """
+        servers = self._client.topology_description.server_descriptions().values()
+        if servers and all(s.server_type == SERVER_TYPE.Unknown and s.error is not None for s in servers):
+            raise StoreUnavailableError("no MongoDB server reachable")
         await self._call(lambda: self._db.command("ping"), timeout_s)
 
     async def write_session(self, session_id: str, session_json: str, *, ttl_s: int | None) -> None:
