@@ -34,6 +34,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
+from urllib.parse import parse_qsl, urlsplit
 
 import bson
 import orjson
@@ -43,6 +44,7 @@ from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
+from pymongo.common import URI_OPTIONS_VALIDATOR_MAP
 from pymongo.server_type import SERVER_TYPE
 from pymongo.uri_parser_shared import _validate_uri
 
@@ -108,6 +110,10 @@ def _parse_url(url: str) -> dict[str, Any]:
         return _validate_uri(url, warn=False)
     except (pymongo.errors.PyMongoError, ValueError, TypeError) as exc:
         message = str(exc)
+        if message.startswith("Unknown option"):  # pymongo does not say which
+            query = parse_qsl(urlsplit(url).query)
+            names = [name for name, _ in query if name.lower() not in URI_OPTIONS_VALIDATOR_MAP]
+            message = f"unknown option {', '.join(map(repr, names))}" if names else message
         # Never echo a password: pymongo's messages do not, but be sure.
         _, _, rest = url.partition("://")
         userinfo, at, _ = rest.rpartition("@")
