@@ -486,3 +486,32 @@ def test_a_batch_is_one_find(db: tuple[FerretDBServer, str]) -> None:
     assert sent == ["find", "find"]  # one round trip each, no getMore
     assert [s is not ABSENT for s in sessions] == [i % 2 == 0 for i in range(256)]
     assert [u and u["n"] for u in users] == list(range(256))
+
+
+def test_waiting_for_a_pooled_connection_counts_against_the_timeout(ferretdb: FerretDBServer) -> None:
+    # One connection, held by a call to a hung server: the others wait in the pool, within the same bound.
+    store = open_store(ferretdb.url, StoreOptions(timeout_s=0.15, max_connections=1))
+    assert ferretdb.proc is not None
+
+    async def scenario() -> list[tuple[type[BaseException], float]]:
+        async def timed() -> tuple[type[BaseException], float]:
+            started = time.monotonic()
+            try:
+                await store.get_sessions(["x"])
+            except StoreError as exc:
+                return type(exc), time.monotonic() - started
+            return type(None), time.monotonic() - started  # type: ignore[return-value]
+
+        try:
+            await store.ping()
+            os.kill(ferretdb.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            try:
+                return list(await asyncio.gather(*(timed() for _ in range(5))))
+            finally:
+                os.kill(ferretdb.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        finally:
+            await store.aclose()
+
+    results = run(scenario())
+    assert {kind for kind, _ in results} == {StoreTimeoutError}
+    assert max(elapsed for _, elapsed in results) < 0.4
