@@ -49,8 +49,13 @@ tests/parity/node_modules/.stamp: tests/parity/package.json tests/parity/package
 ferretdb: ## Build the pinned FerretDB (MongoDB wire protocol, SQLite) for the MongoDB store's tests, once
 	@scripts/build-ferretdb.sh >/dev/null
 
+# connect-mongo 5 with the mongodb 6 driver, beside the app's connect-mongo 6 (tests/parity/app.js).
+tests/parity/connect-mongo5/node_modules/.stamp: tests/parity/connect-mongo5/package.json tests/parity/connect-mongo5/package-lock.json
+	cd tests/parity/connect-mongo5 && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: node-deps
-node-deps: tests/parity/node_modules/.stamp ## Install the parity app's pinned npm packages
+node-deps: tests/parity/node_modules/.stamp tests/parity/connect-mongo5/node_modules/.stamp ## Install the parity app's pinned npm packages
 
 clients/node/node_modules/.stamp: clients/node/package.json clients/node/package-lock.json
 	cd clients/node && npm ci --no-audit --no-fund --loglevel=error

@@ -26,6 +26,7 @@
 //   PARITY_MONGO_USERS   a users collection: deserializeUser loads the record by _id (a 24-hex
 //                        id as an ObjectId, as mongoose's findById does) and /whoami returns it
 //   PARITY_MONGO_CRYPTO  a secret -> connect-mongo's crypto option (sessions encrypted)
+//   PARITY_MONGO_STORE   "connect-mongo6" (default) or "connect-mongo5" (5.1 with mongodb 6, from ./connect-mongo5)
 //   POST /login with {"user": "<24 hex>", "objectId": true} stores an ObjectId (user._id).
 // autoRemove is 'interval': FerretDB's SQLite backend has no TTL index (real MongoDB: 'native').
 //
@@ -112,9 +113,13 @@ async function redisStore() {
 }
 
 async function mongoStore() {
-  const { MongoStore } = require('connect-mongo');
-  const { MongoClient, ObjectId } = require('mongodb');
+  // PARITY_MONGO_STORE=connect-mongo5: connect-mongo 5.1 with the mongodb 6 driver (./connect-mongo5).
+  const legacy = env('PARITY_MONGO_STORE', 'connect-mongo6') === 'connect-mongo5';
+  const storeModule = require(legacy ? './connect-mongo5/node_modules/connect-mongo' : 'connect-mongo');
+  const MongoStore = storeModule.MongoStore || storeModule;
+  const { MongoClient, ObjectId } = require(legacy ? './connect-mongo5/node_modules/mongodb' : 'mongodb');
   const mode = env('PARITY_MONGO_CLIENT', 'url');
+  if (legacy && mode === 'mongoose') fail('connect-mongo 5 runs here with the mongodb 6 driver, not mongoose 9');
   const options = {
     collectionName: env('PARITY_MONGO_COLLECTION', 'sessions'),
     stringify: env('PARITY_MONGO_STRINGIFY', '1') !== '0',
