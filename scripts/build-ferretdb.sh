@@ -29,7 +29,7 @@ cp -r "$MOD_DIR" "$SRC"
 chmod -R u+w "$SRC"
 echo "$VERSION" > "$SRC/build/version/version.txt"
 echo "building FerretDB $VERSION (first use only; a few minutes)" >&2
-(cd "$SRC" && CGO_ENABLED=0 go build -trimpath -o "$PWD/../../bin/ferretdb-$VERSION.partial" ./cmd/ferretdb) >&2
+(cd "$SRC" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -o "$PWD/../../bin/ferretdb-$VERSION.partial" ./cmd/ferretdb) >&2
 mv ".tmp/bin/ferretdb-$VERSION.partial" "$OUT"
 rm -rf "$SRC"
 echo "$PWD/$OUT"
