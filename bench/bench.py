@@ -57,10 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ghz import (  # noqa: E402
+from ghz import (
     BATCH_CALL,
     GHZ_VERSION,
     SINGLE_CALL,
@@ -71,11 +68,20 @@ from ghz import (  # noqa: E402
     ghz_command,
     run_ghz,
 )
-from procs import MIB, Server, TreeMonitor, cpu_seconds, host_cpu, wait_for_quiet  # noqa: E402
-from workload import Workload, build, check_verdicts, describe, write_files  # noqa: E402
+from procs import (
+    MIB,
+    FerretDBServer,
+    RedisServer,
+    Server,
+    TreeMonitor,
+    cpu_seconds,
+    free_port,
+    host_cpu,
+    wait_for_quiet,
+)
+from workload import Workload, build, check_verdicts, describe, write_files
 
-from tests.support.processes import FerretDBServer, RedisServer, free_port  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "bench" / "reference"
 WORK = ROOT / ".tmp" / "bench"
 COOKIE_NAME = "connect.sid"
@@ -91,7 +97,7 @@ class Implementation:
     """A server to measure: a variant of ours (with extra env) or a reference."""
 
     name: str
-    kind: str  # "ours", "go" or "node"
+    kind: str  # "ours", "echo" (the framework floor, bench/echo_server.py), "go" or "node"
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -112,6 +118,7 @@ class Config:
     sessions: int
     seed: int
     quiet_wait_s: float
+    profile: bool = False
 
     @property
     def ours(self) -> list[Implementation]:
@@ -197,6 +204,17 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     )
     parser.add_argument("--refs", default=",".join(REFS), help="references to run, comma-separated ('' for none)")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the measured runs, sample each variant of ours under load with py-spy "
+        "(profile-<name>.svg flame graph and profile-<name>.md top functions in the results)",
+    )
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="also run the framework floor (bench/echo_server.py) on both server kinds; adds our own cost per call",
+    )
+    parser.add_argument(
         "--mongo", action="store_true", help="also run ours over MongoDB (FerretDB, connect-mongo documents)"
     )
     args = parser.parse_args(argv)
@@ -214,8 +232,16 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     if len(set(names)) != len(names):
         parser.error("--variant names must differ")
     quick = args.quick
+    echoes = (
+        [
+            Implementation("echo-grpcio", "echo"),
+            Implementation("echo-native", "echo", {"SESSIONVALIDATOR_SERVER": "native"}),
+        ]
+        if args.echo
+        else []
+    )
     return Config(
-        implementations=[*variants, *(Implementation(ref, ref) for ref in refs)],
+        implementations=[*variants, *echoes, *(Implementation(ref, ref) for ref in refs)],
         rounds=args.rounds or (1 if quick else 3),
         duration_s=args.duration or (5.0 if quick else 20.0),
         warmup_s=args.warmup if args.warmup is not None else (1.0 if quick else 3.0),
@@ -228,6 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         sessions=args.sessions,
         seed=args.seed,
         quiet_wait_s=args.quiet_wait,
+        profile=args.profile,
     )
 
 
@@ -238,6 +265,9 @@ def build_commands(config: Config) -> dict[str, list[str]]:
     """Build the references (go build, npm ci) and return each implementation's command."""
     WORK.mkdir(parents=True, exist_ok=True)
     commands = {impl.name: [sys.executable, "-m", "sessionvalidator_service", "serve"] for impl in config.ours}
+    for impl in config.implementations:
+        if impl.kind == "echo":
+            commands[impl.name] = [sys.executable, str(ROOT / "bench" / "echo_server.py")]
     kinds = {impl.kind for impl in config.implementations}
     if "go" in kinds:
         binary = WORK / "reference-go"
@@ -262,7 +292,7 @@ def server_for(
     """Configure a server: the same secrets, cookie name and key prefix for all; a fixed free port each."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONVALIDATOR_", "REF_"))}
     listen = f"127.0.0.1:{port}"
-    if impl.kind == "ours":
+    if impl.kind in {"ours", "echo"}:
         env = {
             "SESSIONVALIDATOR_LISTEN": listen,  # fixed: workers share one port
             **({} if "SESSIONVALIDATOR_STORE_URL" in impl.extra_env else {"SESSIONVALIDATOR_REDIS_URL": redis_url}),
@@ -432,8 +462,61 @@ def run_phases(
         for round_ in range(1, config.rounds + 1):
             for target in batch_targets.values():
                 record(target, closed, "batch", round_)
+    if config.profile:
+        for impl in config.ours:
+            profile(targets[impl.name], closed, out, scratch)
     scratch.unlink(missing_ok=True)
     return runs
+
+
+def profile(target: Target, shape: LoadShape, out: Path, scratch: Path) -> None:
+    """Sample the server under max-throughput load with py-spy: a flame graph and a top-functions table.
+
+    Not a measured run: sampling costs the server some CPU.
+    """
+    name = target.server.name
+    # py-spy's wheel installs a binary beside the interpreter (make bench-deps).
+    spy = [str(Path(sys.executable).with_name("py-spy"))]
+    seconds = max(2, int(shape.duration_s) - 1)
+    print(f"profiling {name} with py-spy for {seconds} s ...", flush=True)
+    common = ["-p", str(target.server.pid), "-d", str(seconds), "-r", "250", "--nonblocking"]
+    raw = out / f"profile-{name}.txt"
+    recorders = [
+        subprocess.Popen(
+            [*spy, "record", *common, "-f", "flamegraph", "-o", str(out / f"profile-{name}.svg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [*spy, "record", *common, "-f", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ),
+    ]
+    warm_up(target, dataclasses.replace(shape, duration_s=seconds + 1), scratch)
+    for recorder in recorders:
+        recorder.wait(timeout=seconds + 30)
+    if raw.exists():
+        (out / f"profile-{name}.md").write_text(top_functions(raw.read_text()), encoding="utf-8")
+
+
+def top_functions(raw: str, top: int = 30) -> str:
+    """A markdown table of the functions where most samples were taken (self) and spent below (total)."""
+    own: dict[str, int] = {}
+    below: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [frame.split(" (")[0] + " " + frame.rpartition("/")[2].rstrip(")") for frame in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            below[frame] = below.get(frame, 0) + count
+    lines = [f"{total} samples", "", "| self % | total % | function (file:line) |", "|--:|--:|---|"]
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"| {count / total * 100:.1f} | {below[frame] / total * 100:.1f} | `{frame}` |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- reporting
@@ -490,6 +573,25 @@ def ratios(summary: Mapping[str, Mapping[str, Any]], config: Config) -> dict[str
     return out
 
 
+def own_costs(summary: Mapping[str, Mapping[str, Any]], config: Config) -> dict[str, tuple[str, float, float]]:
+    """Per variant of ours: its server kind and CPU per call above the echo of that kind (max, fixed rate)."""
+    out: dict[str, tuple[str, float, float]] = {}
+    nan = float("nan")
+    for impl in config.ours:
+        kind = impl.extra_env.get("SESSIONVALIDATOR_SERVER", "grpcio")
+        echo = f"echo-{kind}"
+        costs = []
+        for phase in ("max", "rate"):
+            entries = summary.get(phase, {})
+            if impl.name in entries and echo in entries:
+                costs.append(entries[impl.name]["server_cpu_us"]["median"] - entries[echo]["server_cpu_us"]["median"])
+            else:
+                costs.append(nan)
+        if any(not math.isnan(cost) for cost in costs):
+            out[impl.name] = (kind, costs[0], costs[1])
+    return out
+
+
 def markdown(summary: Mapping[str, Mapping[str, Any]], config: Config, command_line: str) -> str:
     """Render the result tables (medians across rounds, min-max in brackets)."""
     lines = [
@@ -516,6 +618,19 @@ def markdown(summary: Mapping[str, Mapping[str, Any]], config: Config, command_l
             f"| {_fmt(e['redis_cpu_us'], 1)} "
             f"| {_load(e)} |"
         )
+    if own := own_costs(summary, config):
+        lines += [
+            "",
+            (
+                "Our own cost: server CPU per call of ours minus that of the bare echo on the same server kind "
+                "(bench/echo_server.py: same framework, same cookie check, no store)."
+            ),
+            "",
+            "| implementation | server kind | own CPU µs/req, max throughput | own CPU µs/req, fixed rate |",
+            "|---|---|--:|--:|",
+        ]
+        for name, (kind, at_max, at_rate) in own.items():
+            lines.append(f"| {name} | {kind} | {at_max:,.0f} | {at_rate:,.0f} |")
     if rates := ratios(summary, config):
         lines += ["", "| ours ÷ reference, req/s | ÷ go | ÷ node |", "|---|--:|--:|"]
         for name, by_ref in rates.items():
@@ -618,7 +733,11 @@ def draw_chart(summary: Mapping[str, Mapping[str, Any]], rate: int, path: Path) 
 
 
 def ensure_plotting() -> None:
-    """Install bench/requirements.txt into this interpreter when matplotlib is missing or not the pinned one."""
+    """Stop with a hint when matplotlib is missing or not the version bench/requirements.txt pins.
+
+    Installing is ``make bench-deps``'s job (``make bench`` runs it first): the benchmark never
+    installs anything into the interpreter it runs in.
+    """
     requirements = ROOT / "bench" / "requirements.txt"
     pinned = re.search(r"^matplotlib==(\S+)", requirements.read_text(encoding="utf-8"), re.MULTILINE)
     try:
@@ -626,9 +745,9 @@ def ensure_plotting() -> None:
     except importlib.metadata.PackageNotFoundError:
         installed = None
     if pinned is None or installed != pinned.group(1):
-        print("installing bench/requirements.txt (matplotlib) ...", flush=True)
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(requirements)]
-        subprocess.run(pip, check=True)
+        wanted = pinned.group(1) if pinned else "?"
+        print(f"bench: matplotlib {installed or 'missing'}, bench/requirements.txt pins {wanted}: run make bench-deps")
+        raise SystemExit(2)
 
 
 def _version(command: list[str]) -> str:
@@ -680,6 +799,9 @@ def sanity(servers: Mapping[str, Server], config: Config, workload: Workload) ->
     print(f"sanity: {len(workload.cases)} requests {dict(workload.distribution())}", flush=True)
     for impl in config.implementations:
         address = servers[impl.name].address
+        if impl.kind == "echo":  # answers from the cookie alone, by design
+            print(f"  {impl.name:12} (the framework floor: no store, verdicts not checked)", flush=True)
+            continue
         print(f"  {impl.name:12} {describe(check_verdicts(address, workload.cases))}", flush=True)
         if impl.kind == "ours" and config.batch_size:
             tally = check_verdicts(address, workload.cases, batch_size=config.batch_size)
@@ -699,8 +821,8 @@ def rerender(directory: Path) -> int:
     return 0
 
 
-def start_mongo(config: Config, stack: contextlib.ExitStack) -> tuple[Config, FerretDBServer | None, Any]:
-    """With ``--mongo``: start FerretDB and point the ``ours-mongo`` variant at it."""
+def start_mongo(config: Config, stack: contextlib.ExitStack) -> tuple[Config, int | None, Any]:
+    """With ``--mongo``: start FerretDB, point the ``ours-mongo`` variant at it; its pid and sessions collection."""
     if not any(impl.name == MONGO_VARIANT for impl in config.implementations):
         return config, None, None
     mongo = FerretDBServer().start()
@@ -715,7 +837,8 @@ def start_mongo(config: Config, stack: contextlib.ExitStack) -> tuple[Config, Fe
             for i in config.implementations
         ],
     )
-    return config, mongo, client[mongo.database]["sessions"]
+    assert mongo.proc is not None
+    return config, mongo.proc.pid, client[mongo.database]["sessions"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -723,6 +846,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--rerender"] and len(args) == 2:
         return rerender(Path(args[1]))
+    if args[:1] == ["--gateway"]:  # bench/gateway.py: Envoy with and without ext_authz
+        import gateway
+
+        return int(gateway.main(args[1:]))
     config = parse_args(argv)
     command_line = shlex.join([".venv/bin/python", "bench/bench.py", *(sys.argv[1:] if argv is None else argv)])
     out = ROOT / "results" / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
@@ -741,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_server = RedisServer().start()
         stack.callback(redis_server.close)
         assert redis_server.proc is not None
-        config, mongo, mongo_sessions = start_mongo(config, stack)
+        config, mongo_pid, mongo_sessions = start_mongo(config, stack)
         workload = build(
             redis_server.client(),
             bench_secrets,
@@ -767,10 +894,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers[impl.name] = server.start(port=port)
             print(f"started {impl.name} on {server.address} (pid {server.pid}) {impl.extra_env or ''}", flush=True)
         sanity(servers, config, workload)
-        redis_pid = redis_server.proc.pid
-        store_pids = dict.fromkeys(servers, redis_pid)
-        if mongo is not None and mongo.proc is not None:
-            store_pids[MONGO_VARIANT] = mongo.proc.pid
+        # The store each variant reads: FerretDB for ours-mongo, else Redis.
+        store_pids = {n: mongo_pid if n == MONGO_VARIANT and mongo_pid else redis_server.proc.pid for n in servers}
         targets = {
             name: Target(
                 ghz,

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = ROOT / "results" / f"load-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     ghz = ensure_ghz()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    client = redis.Redis.from_url(settings.store_url, socket_timeout=5)
     workload = build(
         client,
         settings.secrets,

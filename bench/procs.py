@@ -1,5 +1,9 @@
 """Servers under test and what they cost: CPU and memory of a whole process tree, from /proc.
 
+It also starts the benchmark's own redis-server (:class:`RedisServer`) and, for
+``--mongo``, FerretDB (:class:`FerretDBServer`): bench/ stands alone and
+imports nothing from tests/.
+
 A server may be several processes (our service with SESSIONVALIDATOR_WORKERS
 forks workers), so every figure covers the root process and all its
 descendants: CPU is the utime+stime delta of every process in the tree, memory
@@ -12,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -21,9 +28,126 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server with no persistence on a free loopback port, in a temporary directory."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            msg = "redis-server is not installed (make bench-deps installs it)"
+            raise RuntimeError(msg)
+        self.binary = binary
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sv-bench-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        """Start it and wait until it answers PING."""
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [self.binary, *options, "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                msg = f"redis-server exited with {self.proc.returncode}"
+                raise RuntimeError(msg)
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                if self.client().ping():
+                    return self
+            time.sleep(0.02)
+        self.close()
+        msg = f"redis-server on port {self.port} did not answer within {timeout} s"
+        raise TimeoutError(msg)
+
+    def close(self) -> None:
+        """Stop it (only it) and remove its directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FerretDBServer:
+    """FerretDB (MongoDB wire protocol over SQLite; scripts/build-ferretdb.sh) on a free loopback port."""
+
+    def __init__(self, database: str = "sv") -> None:
+        root = Path(__file__).resolve().parents[1]
+        built = subprocess.run(
+            [str(root / "scripts" / "build-ferretdb.sh")], check=True, capture_output=True, text=True, timeout=1800
+        )
+        self.binary = built.stdout.strip().splitlines()[-1]
+        self.port = free_port()
+        self.database = database
+        self.dir = tempfile.mkdtemp(prefix="sv-bench-ferretdb-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{self.database}"
+
+    def client(self) -> Any:
+        """A blocking pymongo client (close it, or use it in ``with``)."""
+        import pymongo
+
+        return pymongo.MongoClient(self.url, serverSelectionTimeoutMS=5000, tz_aware=True)
+
+    def start(self, timeout: float = 30.0) -> FerretDBServer:
+        """Start it and wait until it answers ping."""
+        import pymongo.errors
+
+        options = [
+            "--handler=sqlite",
+            f"--sqlite-url=file:{self.dir}/",
+            f"--state-dir={self.dir}",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ]
+        self.proc = subprocess.Popen([self.binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                msg = f"FerretDB exited with {self.proc.returncode}"
+                raise RuntimeError(msg)
+            with contextlib.suppress(pymongo.errors.PyMongoError), self.client() as client:
+                client.admin.command("ping")
+                return self
+            time.sleep(0.05)
+        self.close()
+        msg = f"FerretDB on port {self.port} did not answer within {timeout} s"
+        raise TimeoutError(msg)
+
+    def close(self) -> None:
+        """Stop it (only it) and remove its directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _stat_fields(pid: int) -> list[str]:

@@ -4,7 +4,8 @@
 # - Honours every SESSIONVALIDATOR_* variable.
 # - When SESSIONVALIDATOR_REDIS_URL is unset (or the default) and nothing
 #   answers there, starts a local redis-server (installing it if missing) and
-#   stops it again on exit.
+#   stops it again on exit. Its data is kept in .tmp/redis (append-only file),
+#   so minted sessions survive a restart of `make run` or of that Redis.
 # - SESSIONVALIDATOR_STORE_URL=mongodb://host:27017/<db> runs against MongoDB
 #   (connect-mongo's sessions); when it names 127.0.0.1 or localhost port
 #   27017 and nothing answers there, starts a local FerretDB (the tests'
@@ -73,9 +74,9 @@ esac
 if [ "$STORE_URL" = "$DEFAULT_URL" ] && ! redis_answers; then
   make --no-print-directory system-deps
   mkdir -p .tmp/redis
-  echo "run: nothing answers at $DEFAULT_URL; starting a local redis-server (stopped again on exit)" >&2
-  redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --dir "$PWD/.tmp/redis" \
-    --logfile "$PWD/.tmp/redis/redis.log" &
+  echo "run: nothing answers at $DEFAULT_URL; starting a local redis-server (data kept in .tmp/redis, stopped again on exit)" >&2
+  redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
+    --dir "$PWD/.tmp/redis" --logfile "$PWD/.tmp/redis/redis.log" &
   REDIS_PID=$!
   for _ in $(seq 1 100); do redis_answers && break; sleep 0.1; done
   redis_answers || { echo "run: redis-server did not start; see .tmp/redis/redis.log" >&2; exit 1; }
@@ -91,6 +92,8 @@ if [ -z "${SESSIONVALIDATOR_SECRETS:-}" ] && [ -z "${SESSIONVALIDATOR_SECRETS_FI
   echo "run: no secret configured; using the DEVELOPMENT secret in .tmp/dev-secret (set SESSIONVALIDATOR_SECRETS for real use)" >&2
 fi
 
+GRPCURL_VERSION=$(sed -n 's/^GRPCURL_VERSION := //p' Makefile)
+GHZ_VERSION=$(sed -n 's/^GHZ_VERSION = "\([^"]*\)".*/\1/p' bench/ghz.py)
 COOKIE=$("$PY" -m sessionvalidator_service mint --user '{"id":"dev-user","username":"dev","roles":["developer"]}')
 PORT="${SESSIONVALIDATOR_LISTEN##*:}"
 HOST="${SESSIONVALIDATOR_LISTEN%:*}"
@@ -104,8 +107,14 @@ A session is ready for user dev-user. Its Cookie header:
 
 Check it:
   .venv/bin/sessionvalidator check --address $TARGET --cookie '$COOKIE'
-  grpcurl -plaintext -d '{"cookie_header_text":"$COOKIE"}' $TARGET sessionvalidator.v1.SessionValidator/ValidateSession
-  ghz --insecure --call sessionvalidator.v1.SessionValidator/ValidateSession -d '{"cookie_header_text":"$COOKIE"}' -n 2000 -c 20 $TARGET
+
+More sessions (the development secret is found in .tmp/dev-secret):
+  .venv/bin/sessionvalidator mint --user '{"id":"42","username":"ann"}'
+  .venv/bin/sessionvalidator mint --anonymous      # a session without a logged-in user
+
+With grpcurl and ghz (pinned; 'make grpcurl ghz' builds them into .tmp/bin with Go):
+  .tmp/bin/grpcurl-$GRPCURL_VERSION -plaintext -d '{"cookie_header_text":"$COOKIE"}' $TARGET sessionvalidator.v1.SessionValidator/ValidateSession
+  .tmp/bin/ghz-$GHZ_VERSION --insecure --call sessionvalidator.v1.SessionValidator/ValidateSession -d '{"cookie_header_text":"$COOKIE"}' -n 2000 -c 20 $TARGET
 
 MSG
 

@@ -9,7 +9,12 @@ command with:
 * ``SESSIONVALIDATOR_TEST_ADDR``: host:port of the seeded service;
 * ``SESSIONVALIDATOR_TEST_DOWN_ADDR``: host:port of a service whose store is
   unreachable (every ValidateSession call fails with UNAVAILABLE);
-* ``SESSIONVALIDATOR_TEST_VECTORS``: the vector file's absolute path.
+* ``SESSIONVALIDATOR_TEST_VECTORS``: the vector file's absolute path;
+* ``SESSIONVALIDATOR_TEST_LIMITED_ADDR``: a seeded service whose rate limit
+  is 1 bad attempt a minute (burst 1), so a second bad cookie from this host
+  is RESOURCE_EXHAUSTED;
+* ``SESSIONVALIDATOR_TEST_UNREACHABLE_ADDR``: host:port where nothing listens;
+* ``SESSIONVALIDATOR_TEST_CONFORMANCE``: tests/vectors/client_conformance.json.
 
 Exits with the command's status; everything it started is stopped.
 """
@@ -28,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.processes import RedisServer, ValidatorProcess, free_port
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "validate_session.json"
+CONFORMANCE = VECTORS.with_name("client_conformance.json")
 
 
 def seed(server: RedisServer, corpus: dict[str, Any]) -> None:
@@ -58,7 +64,7 @@ def main(argv: list[str]) -> int:
     command = argv[argv.index("--") + 1 :]
     corpus = json.loads(VECTORS.read_text(encoding="utf-8"))
     redis_server = RedisServer().start()
-    live = down = None
+    live = down = limited = None
     try:
         seed(redis_server, corpus)
         settings = corpus["settings"]
@@ -67,15 +73,27 @@ def main(argv: list[str]) -> int:
         down = ValidatorProcess(
             {**settings, "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
         ).start()
+        limited = ValidatorProcess(
+            {
+                **settings,
+                "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
+                "SESSIONVALIDATOR_RATE_LIMIT": "1/m",
+                "SESSIONVALIDATOR_RATE_LIMIT_BURST": "1",
+            }
+        ).start()
+        limited.wait_ready()
         env = {
             **os.environ,
             "SESSIONVALIDATOR_TEST_ADDR": live.address,
             "SESSIONVALIDATOR_TEST_DOWN_ADDR": down.address,
             "SESSIONVALIDATOR_TEST_VECTORS": str(VECTORS),
+            "SESSIONVALIDATOR_TEST_LIMITED_ADDR": limited.address,
+            "SESSIONVALIDATOR_TEST_UNREACHABLE_ADDR": f"127.0.0.1:{free_port()}",
+            "SESSIONVALIDATOR_TEST_CONFORMANCE": str(CONFORMANCE),
         }
         return subprocess.call(command, env=env)
     finally:
-        for validator in (live, down):
+        for validator in (live, down, limited):
             if validator is not None:
                 validator.close()
         redis_server.close()

@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,12 +35,17 @@ const DefaultTimeout = 150 * time.Millisecond
 // DefaultServiceConfig is the gRPC service config New installs: round_robin
 // over every resolved address, and up to 3 attempts of a ValidateSession call
 // that fails with UNAVAILABLE (the service's own word for "retry me").
-// Retries share the call's deadline. The service answers STORE_TIMEOUT with
-// gRPC retry pushback (no retry: a slow store is slow for every replica), so
-// a hung store shows up as STORE_TIMEOUT after one attempt, while a refused
-// connection to the store shows up as STORE_UNAVAILABLE after up to three
-// quick attempts. retryThrottling stops retrying altogether when most calls
-// fail, so an outage does not triple the load on the validators.
+// Retries share the call's deadline. The default (grpcio) server answers
+// STORE_TIMEOUT with gRPC retry pushback (no retry: a slow store is slow for
+// every replica), so a hung store shows up as STORE_TIMEOUT after one
+// attempt; the experimental native server kind
+// (SESSIONVALIDATOR_SERVER=native) sends no pushback, so there a
+// STORE_TIMEOUT is retried like any UNAVAILABLE while the deadline allows. A
+// refused connection to the store shows up as STORE_UNAVAILABLE after up to
+// three quick attempts, as does OVERLOADED. retryThrottling stops retrying
+// altogether when most calls fail, so an outage does not triple the load on
+// the validators. The same config is in every client
+// (tests/vectors/client_conformance.json).
 //
 // A service config published by the resolver (DNS TXT record, xDS) takes
 // precedence, as does one passed with [WithDialOptions] and
@@ -58,11 +65,11 @@ const DefaultServiceConfig = `{
   }]
 }`
 
-// defaultKeepalive pings a connection that has been quiet for 30 s and
+// DefaultKeepalive is what New uses: it pings a connection that has been quiet for 30 s and
 // drops it when the ping is not answered within 10 s. Pings are sent only
 // while a call is in flight (PermitWithoutStream false), which keeps within
 // gRPC servers' default ping policy (no GOAWAY "too_many_pings").
-func defaultKeepalive() keepalive.ClientParameters {
+func DefaultKeepalive() keepalive.ClientParameters {
 	return keepalive.ClientParameters{
 		Time:                30 * time.Second,
 		Timeout:             10 * time.Second,
@@ -144,8 +151,12 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // scheme ("dns:///host:port"), so round_robin balances across every address
 // the name resolves to (use a headless Service in Kubernetes). Targets with a
 // scheme, such as "unix:///run/sv.sock" or "passthrough:///10.0.0.1:50051",
-// are used as given.
+// are used as given. An empty or malformed target (no port, a URL such as
+// "http://host", blanks) is an error here, not a stream of failed calls.
 func New(target string, opts ...Option) (*Client, error) {
+	if err := CheckTarget(target); err != nil {
+		return nil, err
+	}
 	o := options{timeout: DefaultTimeout}
 	for _, opt := range opts {
 		opt(&o)
@@ -164,7 +175,7 @@ func New(target string, opts ...Option) (*Client, error) {
 	dialOptions := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(DefaultServiceConfig),
-		grpc.WithKeepaliveParams(defaultKeepalive()),
+		grpc.WithKeepaliveParams(DefaultKeepalive()),
 	}, o.dialOptions...)
 	conn, err := grpc.NewClient(withScheme(target), dialOptions...)
 	if err != nil {
@@ -172,6 +183,47 @@ func New(target string, opts ...Option) (*Client, error) {
 	}
 	conn.Connect()
 	return &Client{conn: conn, rpc: svpb.NewSessionValidatorClient(conn), timeout: o.timeout}, nil
+}
+
+// targetSchemes are the gRPC resolver schemes a target may name.
+var targetSchemes = []string{"dns", "ipv4", "ipv6", "unix", "unix-abstract", "xds", "passthrough"}
+
+// CheckTarget reports whether target is one New accepts: "host:port" (port
+// 1-65535) or a gRPC target with a resolver scheme (dns, ipv4, ipv6, unix,
+// unix-abstract, xds, passthrough) and something after it. The error names
+// the target and what is expected.
+func CheckTarget(target string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("sessionvalidator: bad target %q: %s; want host:port (such as localhost:50051) or a gRPC target such as dns:///name:50051 or unix:///path", target, why)
+	}
+	if target == "" {
+		return bad("it is empty (is the address variable set?)")
+	}
+	if strings.ContainsAny(target, " \t\r\n") {
+		return bad("it contains blanks")
+	}
+	for _, scheme := range targetSchemes {
+		if rest, ok := strings.CutPrefix(target, scheme+":"); ok {
+			if strings.Trim(rest, "/") == "" {
+				return bad("nothing follows the scheme")
+			}
+			return nil
+		}
+	}
+	if i := strings.Index(target, "://"); i > 0 {
+		return bad("it is a URL with scheme " + target[:i] + ", not a gRPC target")
+	}
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return bad("it has no port")
+	}
+	if host == "" {
+		return bad("it has no host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return bad("the port is not a number from 1 to 65535")
+	}
+	return nil
 }
 
 // withScheme prefixes "dns:///" to a target that names no resolver scheme.
@@ -257,6 +309,42 @@ func (c *Client) ValidateCookieHeaderString(ctx context.Context, header string) 
 	return c.ValidateCookieHeader(ctx, []byte(header))
 }
 
+// ValidateCookieHeaderText validates a Cookie header held as text, the way
+// Node holds req.headers.cookie and ASGI/WSGI servers or a JSON payload pass
+// it on: latin-1 decoded, one character per header byte. Each character
+// U+0000-U+00FF is sent as that one byte. Text with a character above U+00FF
+// cannot have come from header bytes (Node's http refuses to write it), so it
+// is refused without a call, with an *Error of code InvalidArgument; so is
+// text that is not valid UTF-8. This is the rule of every SessionValidator
+// client (tests/vectors/client_conformance.json). A header read by net/http
+// is raw bytes already: use [Client.ValidateCookieHeaderString] for it.
+func (c *Client) ValidateCookieHeaderText(ctx context.Context, text string) (*Result, error) {
+	raw, err := latin1(text)
+	if err != nil {
+		return nil, err
+	}
+	return c.ValidateCookieHeader(ctx, raw)
+}
+
+func latin1(text string) ([]byte, error) {
+	if !utf8.ValidString(text) {
+		return nil, invalidArgument("cookie header text is not valid UTF-8; send raw header bytes with ValidateCookieHeader")
+	}
+	raw := make([]byte, 0, len(text))
+	for _, r := range text {
+		if r > 0xFF {
+			return nil, invalidArgument("cookie header text has a character above U+00FF, which no header bytes decode to; send raw header bytes with ValidateCookieHeader")
+		}
+		raw = append(raw, byte(r))
+	}
+	return raw, nil
+}
+
+func invalidArgument(msg string) *Error {
+	st := status.New(codes.InvalidArgument, msg)
+	return &Error{Code: st.Code(), Message: st.Message(), status: st}
+}
+
 // ValidateSignedValue validates just the cookie's value, such as
 // "s%3A<sid>.<signature>" or "s:<sid>.<signature>", for callers that carry
 // the session as a token. The service trims, unquotes and percent-decodes it
@@ -268,8 +356,7 @@ func (c *Client) ValidateCookieHeaderString(ctx context.Context, header string) 
 // header with [Client.ValidateCookieHeader].
 func (c *Client) ValidateSignedValue(ctx context.Context, value string) (*Result, error) {
 	if !utf8.ValidString(value) {
-		st := status.New(codes.InvalidArgument, "signed value is not valid UTF-8; send the raw Cookie header with ValidateCookieHeader")
-		return nil, &Error{Code: st.Code(), Message: st.Message(), status: st}
+		return nil, invalidArgument("signed value is not valid UTF-8; send the raw Cookie header with ValidateCookieHeader")
 	}
 	return c.Validate(ctx, &svpb.ValidateSessionRequest{
 		Credential: &svpb.ValidateSessionRequest_SignedValue{SignedValue: value},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -107,6 +108,11 @@ func checkExpect(t *testing.T, res *sessionvalidator.Result, want vectorExpect) 
 	}
 	if want.HasExpireTime != nil && !res.ExpireTime.IsZero() != *want.HasExpireTime {
 		t.Errorf("expire_time = %v, want set = %v", res.ExpireTime, *want.HasExpireTime)
+	}
+	if want.Attributes != nil {
+		if res.User == nil || !reflect.DeepEqual(res.User.Attributes, want.Attributes) {
+			t.Errorf("user attributes = %v, want %v", res.User, want.Attributes)
+		}
 	}
 	if want.User == nil {
 		return
@@ -219,7 +225,8 @@ func (a *attemptCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 // retry policy tried three times.
 func TestStoreDown(t *testing.T) {
 	attempts := &attemptCounter{}
-	c := downClient(t, sessionvalidator.WithDialOptions(grpc.WithStatsHandler(attempts)))
+	// A long deadline: this is about the mapping and the retries, not the deadline.
+	c := downClient(t, sessionvalidator.WithDialOptions(grpc.WithStatsHandler(attempts)), sessionvalidator.WithTimeout(5*time.Second))
 	res, err := c.ValidateCookieHeaderString(t.Context(), header(t, "valid_scalar_user"))
 	if err == nil {
 		t.Fatalf("got verdict %s, want an error", res.Verdict)

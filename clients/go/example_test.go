@@ -25,7 +25,7 @@ func ExampleClient_Middleware() {
 		user, _ := sessionvalidator.UserFromContext(r.Context())
 		fmt.Fprintf(w, "hello %s", user.ID)
 	})
-	log.Fatal(http.ListenAndServe(":8080", sv.Middleware(sessionvalidator.RequireAuthenticated())(app)))
+	log.Fatal(http.ListenAndServe(":8080", sv.Middleware()(app)))
 }
 
 func ExampleClient_ValidateRequest() {

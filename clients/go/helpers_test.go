@@ -88,6 +88,8 @@ type vectorExpect struct {
 	SecretIndex   *uint32     `json:"secret_index"`
 	User          *vectorUser `json:"user"`
 	HasExpireTime *bool       `json:"has_expire_time"`
+	// Attributes is the whole user record the service sends (secrets left out).
+	Attributes map[string]any `json:"attributes"`
 }
 
 type vectorUser struct {

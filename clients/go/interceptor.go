@@ -17,11 +17,14 @@ import (
 // "; " in order and validated; the [Result] goes on the handler's context
 // ([FromContext], [UserFromContext]).
 //
-// A call without an accepted session ends with codes.Unauthenticated, one
-// that could not be validated with codes.Unavailable (or the call's own
-// DEADLINE_EXCEEDED/CANCELED when its context ended first). [AllowAnonymous],
-// [RequireAuthenticated] and [SkipMethods] apply; the HTTP handler options
-// do not.
+// A call without an accepted session (by default: a valid session with a
+// logged-in user) ends with codes.Unauthenticated, one the service refused
+// for too many bad cookies with codes.ResourceExhausted, one that could not
+// be validated with codes.Unavailable (or the call's own
+// DEADLINE_EXCEEDED/CANCELED when its context ended first). Messages name
+// no verdict unless [ExposeVerdict] is given. [AllowAnonymous],
+// [AllowAnonymousSessions], [WithLogger] and [SkipMethods] apply; the HTTP
+// handler options do not.
 //
 // gRPC metadata values are printable ASCII, so cookies with other bytes
 // cannot arrive this way; callers holding such cookies should use
@@ -65,22 +68,21 @@ func (c *Client) authorize(ctx context.Context, p *policy) (context.Context, err
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, status.FromContextError(ctxErr).Err()
 		}
-		what := "error"
-		var e *Error
-		if errors.As(err, &e) {
-			what = e.Code.String()
-			if e.Reason != "" {
-				what = e.Reason
-			}
+		p.warnings.warn(err)
+		if errors.Is(err, ErrRateLimited) {
+			return nil, status.Error(codes.ResourceExhausted, "too many bad session cookies")
 		}
-		return nil, status.Errorf(codes.Unavailable, "session validation failed: %s", what)
+		if p.exposeVerdict {
+			return nil, status.Errorf(codes.Unavailable, "session validation unavailable: %s", cause(err))
+		}
+		return nil, status.Error(codes.Unavailable, "session validation unavailable")
 	}
 	ctx = NewContext(ctx, res)
 	if !p.admits(res) {
-		if res.Valid() {
-			return nil, status.Error(codes.Unauthenticated, "session has no logged-in user")
+		if p.exposeVerdict {
+			return nil, status.Errorf(codes.Unauthenticated, "unauthorized: %s %s", res.Verdict, res.Reason)
 		}
-		return nil, status.Errorf(codes.Unauthenticated, "no valid session: %s", res.Verdict)
+		return nil, status.Error(codes.Unauthenticated, "unauthorized")
 	}
 	return ctx, nil
 }

@@ -107,7 +107,7 @@ func TestInterceptors(t *testing.T) {
 		user    string
 	}{
 		{"valid user", []string{header(t, "valid_object_user")}, codes.OK, "u-100"},
-		{"valid anonymous", []string{header(t, "valid_anonymous_session")}, codes.OK, ""},
+		{"valid anonymous", []string{header(t, "valid_anonymous_session")}, codes.Unauthenticated, ""},
 		{"bad signature", []string{header(t, "bad_signature_tampered")}, codes.Unauthenticated, ""},
 		{"no cookie", nil, codes.Unauthenticated, ""},
 		{"two values, valid first", []string{header(t, "valid_scalar_user"), "connect.sid=garbage"}, codes.OK, "42"},
@@ -157,19 +157,23 @@ func TestInterceptorsStoreDown(t *testing.T) {
 
 func TestInterceptorOptions(t *testing.T) {
 	c := liveClient(t)
-	p := newProtected(t, c, sessionvalidator.RequireAuthenticated(),
-		sessionvalidator.SkipMethods(healthpb.Health_Watch_FullMethodName))
-	if err := p.check(t, header(t, "valid_anonymous_session")); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("RequireAuthenticated, anonymous session: %v, want Unauthenticated", err)
+	p := newProtected(t, c, sessionvalidator.SkipMethods(healthpb.Health_Watch_FullMethodName))
+	if err := p.check(t, header(t, "valid_anonymous_session")); status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != "unauthorized" {
+		t.Errorf("default, anonymous session: %v, want Unauthenticated \"unauthorized\"", err)
 	}
 	if err := p.check(t, header(t, "valid_scalar_user")); err != nil {
-		t.Errorf("RequireAuthenticated, logged-in user: %v", err)
+		t.Errorf("default, logged-in user: %v", err)
 	}
 	if err := p.watch(t); err != nil {
 		t.Errorf("skipped method without a cookie: %v", err)
 	}
 	if seen := p.lastSeen(); seen != nil {
 		t.Errorf("skipped method got a Result: %+v", seen)
+	}
+
+	p = newProtected(t, c, sessionvalidator.AllowAnonymousSessions())
+	if err := p.check(t, header(t, "valid_anonymous_session")); err != nil {
+		t.Errorf("AllowAnonymousSessions, anonymous session: %v", err)
 	}
 
 	p = newProtected(t, c, sessionvalidator.AllowAnonymous())

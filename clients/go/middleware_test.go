@@ -61,14 +61,14 @@ func TestMiddleware(t *testing.T) {
 		body    string
 	}{
 		{"valid user", []string{header(t, "valid_object_user")}, 200, "VERDICT_VALID u-100"},
-		{"valid anonymous", []string{header(t, "valid_anonymous_session")}, 200, "VERDICT_VALID -"},
+		{"valid anonymous", []string{header(t, "valid_anonymous_session")}, 401, `{"error":"unauthorized"}`},
 		{"raw latin-1 byte", []string{header(t, "valid_latin1_byte_session_id")}, 200, "VERDICT_VALID latin"},
-		{"utf-8 bytes", []string{header(t, "bad_signature_utf8_bytes_seen_as_latin1")}, 401, "Unauthorized"},
-		{"bad signature", []string{header(t, "bad_signature_tampered")}, 401, "Unauthorized"},
-		{"expired", []string{header(t, "expired_session_without_ttl")}, 401, "Unauthorized"},
-		{"no cookie", nil, 401, "Unauthorized"},
+		{"utf-8 bytes", []string{header(t, "bad_signature_utf8_bytes_seen_as_latin1")}, 401, `{"error":"unauthorized"}`},
+		{"bad signature", []string{header(t, "bad_signature_tampered")}, 401, `{"error":"unauthorized"}`},
+		{"expired", []string{header(t, "expired_session_without_ttl")}, 401, `{"error":"unauthorized"}`},
+		{"no cookie", nil, 401, `{"error":"unauthorized"}`},
 		{"two headers, valid first", []string{header(t, "valid_scalar_user"), "connect.sid=garbage"}, 200, "VERDICT_VALID 42"},
-		{"two headers, garbage first", []string{"connect.sid=garbage", header(t, "valid_scalar_user")}, 401, "Unauthorized"},
+		{"two headers, garbage first", []string{"connect.sid=garbage", header(t, "valid_scalar_user")}, 401, `{"error":"unauthorized"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body, _ := get(tc.cookies...)
@@ -121,13 +121,23 @@ func TestMiddlewareAllowAnonymous(t *testing.T) {
 	}
 }
 
-func TestMiddlewareRequireAuthenticated(t *testing.T) {
-	get := serve(t, liveClient(t).Middleware(sessionvalidator.RequireAuthenticated()))
-	if status, body, _ := get(header(t, "valid_anonymous_session")); status != http.StatusUnauthorized {
-		t.Errorf("anonymous session: got %d %q, want 401", status, body)
+func TestMiddlewareAnonymousSessions(t *testing.T) {
+	get := serve(t, liveClient(t).Middleware(sessionvalidator.AllowAnonymousSessions()))
+	if status, body, _ := get(header(t, "valid_anonymous_session")); status != 200 || body != "VERDICT_VALID -" {
+		t.Errorf("anonymous session: got %d %q, want 200", status, body)
 	}
-	if status, body, _ := get(header(t, "valid_user_id_zero")); status != 200 || body != "VERDICT_VALID 0" {
-		t.Errorf("user 0: got %d %q, want 200", status, body)
+	if status, body, _ := get(header(t, "bad_signature_tampered")); status != http.StatusUnauthorized {
+		t.Errorf("bad cookie: got %d %q, want 401", status, body)
+	}
+	// The default (and the deprecated RequireAuthenticated) refuses it.
+	for _, mw := range []func(http.Handler) http.Handler{liveClient(t).Middleware(), liveClient(t).Middleware(sessionvalidator.RequireAuthenticated())} {
+		get = serve(t, mw)
+		if status, body, _ := get(header(t, "valid_anonymous_session")); status != http.StatusUnauthorized {
+			t.Errorf("anonymous session: got %d %q, want 401", status, body)
+		}
+		if status, body, _ := get(header(t, "valid_user_id_zero")); status != 200 || body != "VERDICT_VALID 0" {
+			t.Errorf("user 0: got %d %q, want 200", status, body)
+		}
 	}
 }
 

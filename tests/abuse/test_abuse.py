@@ -24,7 +24,7 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import MintedSession, mint_session
 from sessionvalidator_service.signature import Signer
-from tests.support.processes import RedisServer, ValidatorProcess, running_validator
+from tests.support.processes import RedisServer, ValidatorProcess, running_validator, server_kind
 
 SECRET = "abuse suite: a signing secret comfortably over 32 bytes"  # noqa: S105 - a test secret
 SIGNER = Signer([SECRET])
@@ -143,7 +143,8 @@ def test_a_stream_flood_on_one_connection_gets_no_cancelled_call(
     with running_validator(env(redis_server)) as validator:
         after, victim = flood(validator.address, valid, 3000)
     print(f"\nwithout limits: {dict(before)}; with: {dict(after)}; victim p50 {statistics.median(victim) * 1e3:.1f} ms")
-    assert before["CANCELLED"] > 0, "the unlimited server no longer shows the CANCELLED calls: revisit this test"
+    if server_kind().name == "grpcio":  # pygrpc-native queues instead
+        assert before["CANCELLED"] > 0, "grpcio without limits no longer shows CANCELLED calls: revisit this test"
     assert after["CANCELLED"] == 0
     assert set(after) <= {"OK", "UNAVAILABLE"}
     assert after["OK"] > 0

@@ -24,6 +24,7 @@ from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.server import Service
 from sessionvalidator_service.stores.memory import MemoryStore
 from tests.conftest import load_vectors
+from tests.support.processes import server_kind_env
 from tests.support.vectors import seed_memory
 
 CORPUS = load_vectors("validate_session.json")
@@ -82,7 +83,7 @@ def loop_thread() -> Iterator[LoopThread]:
 
 def start(loop_thread: LoopThread, env: dict[str, str], store: MemoryStore) -> InProcess:
     """Start the real service in-process with ``store`` and a metrics registry of its own."""
-    settings = Settings.from_env({**env, "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0"})
+    settings = Settings.from_env({**server_kind_env(), **env, "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0"})
     metrics = Metrics(CollectorRegistry())
     service = loop_thread.run(Service.start(settings, store=store, metrics=metrics))
     return InProcess(service, store, metrics, loop_thread)

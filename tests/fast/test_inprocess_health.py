@@ -27,7 +27,8 @@ def running(loop_thread: LoopThread) -> Iterator[InProcess]:
 
 
 def status(health: health_pb2_grpc.HealthStub, service: str) -> int:
-    return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+    status: int = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+    return status
 
 
 def wait_for(health: health_pb2_grpc.HealthStub, wanted: int, within_s: float) -> float:

@@ -65,7 +65,8 @@ def error_reason(error: grpc.RpcError) -> str | None:
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            reason: str = info.reason
+            return reason
     return None
 
 
@@ -81,7 +82,8 @@ def new_channel(address: str) -> grpc.Channel:
 def health_status(address: str, service: str = READINESS, timeout: float = 2.0) -> int:
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+        status: int = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+    return status
 
 
 class HealthWatch:
@@ -179,8 +181,8 @@ class Outcome:
     key: str  # what the call was about (a vector name, a session id, ...)
     started: float
     ended: float
-    verdict: int | None = None  # set for an OK response
-    reason: int | None = None
+    verdict: pb.Verdict.ValueType | None = None  # set for an OK response
+    reason: pb.Reason.ValueType | None = None
     session_id: str = ""
     authenticated: bool = False
     user_id: str = ""
@@ -199,7 +201,7 @@ def call_once(
             key,
             started,
             time.monotonic(),
-            code=error.code(),  # type: ignore[attr-defined]
+            code=error.code(),
             error_reason=error_reason(error),
         )
     return Outcome(

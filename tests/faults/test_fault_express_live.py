@@ -315,14 +315,16 @@ def answer_state(track: Track, outcome: Outcome) -> State | str:
         return f"error {outcome.code} {outcome.error_reason}"
     if outcome.key == "forged":
         ok = (outcome.verdict, outcome.reason) == (pb.VERDICT_BAD_SIGNATURE, pb.REASON_SIGNATURE_MISMATCH)
-        return "forged ok" if ok else f"forged cookie answered {pb.Verdict.Name(outcome.verdict or 0)}"
+        answered = pb.Verdict.Name(outcome.verdict or pb.VERDICT_UNSPECIFIED)
+        return "forged ok" if ok else f"forged cookie answered {answered}"
     if outcome.session_id != track.sid:
         return f"session id {outcome.session_id!r} for {track.sid!r}"
     if (outcome.verdict, outcome.reason) == (pb.VERDICT_VALID, pb.REASON_SESSION_ACTIVE):
         return valid(outcome.user_id if outcome.authenticated else None)
     if (outcome.verdict, outcome.reason) == (pb.VERDICT_MISSING, pb.REASON_SESSION_NOT_FOUND):
         return MISSING
-    return f"{pb.Verdict.Name(outcome.verdict or 0)}/{pb.Reason.Name(outcome.reason or 0)}"
+    verdict = pb.Verdict.Name(outcome.verdict or pb.VERDICT_UNSPECIFIED)
+    return f"{verdict}/{pb.Reason.Name(outcome.reason or pb.REASON_UNSPECIFIED)}"
 
 
 @pytest.fixture

@@ -52,7 +52,8 @@ def wrong_answers(outcomes: list[Outcome]) -> list[str]:
             elif not needs_store(CASES[outcome.key]):
                 wrong.append(f"{outcome.key}: {outcome.code} for a cookie that needs no store")
             continue
-        got = (pb.Verdict.Name(outcome.verdict or 0), pb.Reason.Name(outcome.reason or 0))
+        verdict = pb.Verdict.Name(outcome.verdict or pb.VERDICT_UNSPECIFIED)
+        got = (verdict, pb.Reason.Name(outcome.reason or pb.REASON_UNSPECIFIED))
         if got != (expect["verdict"], expect["reason"]):
             wrong.append(f"{outcome.key}: got {got}, expected {(expect['verdict'], expect['reason'])}")
         elif "session_id" in expect and outcome.session_id != expect["session_id"]:

@@ -30,7 +30,7 @@ from tests.faults.support import (
     save_snapshot,
 )
 from tests.harness import seed
-from tests.support.processes import RedisServer, ValidatorProcess, running_validator
+from tests.support.processes import RedisServer, ValidatorProcess, debug_sleep, running_validator
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,8 @@ def wrong_answers(outcomes: list[Outcome]) -> list[str]:
             elif not needs_store(CASES[outcome.key]):
                 wrong.append(f"{outcome.key}: {outcome.code} for a cookie that needs no store")
             continue
-        got = (pb.Verdict.Name(outcome.verdict or 0), pb.Reason.Name(outcome.reason or 0))
+        verdict = pb.Verdict.Name(outcome.verdict or pb.VERDICT_UNSPECIFIED)
+        got = (verdict, pb.Reason.Name(outcome.reason or pb.REASON_UNSPECIFIED))
         if got != (expect["verdict"], expect["reason"]):
             wrong.append(f"{outcome.key}: got {got}, expected {(expect['verdict'], expect['reason'])}")
         elif "session_id" in expect and outcome.session_id != expect["session_id"]:
@@ -152,7 +153,7 @@ def burst(redis_server: RedisServer, stub: pb_grpc.SessionValidatorStub, n: int)
     """``n`` concurrent calls while Redis is held busy, so each takes a pooled connection of its own."""
     request = REQUESTS["valid_anonymous_session"]
     sleeper = redis_server.client()
-    blocker = threading.Thread(target=lambda: sleeper.execute_command("DEBUG", "SLEEP", "0.3"), daemon=True)
+    blocker = threading.Thread(target=lambda: debug_sleep(sleeper, 0.3), daemon=True)
     blocker.start()
     time.sleep(0.05)
     results: list[Outcome] = []
@@ -175,6 +176,8 @@ def test_connections_pooled_before_a_redis_restart_are_not_reused(redis_server: 
         **SETTINGS,
         "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
         "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "2000",
+        # One connection per waiting call, whichever server kind delivers them together.
+        "SESSIONVALIDATOR_COALESCE": "false",
     }
     with running_validator(env) as validator, grpc.insecure_channel(validator.address) as channel:
         assert validator.proc is not None

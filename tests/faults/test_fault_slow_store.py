@@ -164,13 +164,6 @@ def test_slow_store_times_out_fast_and_recovers(slow_setup: tuple[DelayProxy, Va
     assert validator.terminate(timeout=15) == 0
 
 
-SLOW_SETUP_BUG = (
-    "service bug: a new Redis connection costs 3 round trips of redis-py's handshake (HELLO 3, CLIENT SETINFO...) "
-    "before its first command, all inside the caller's timeout (readiness ping 0.5 s, store timeout); when that "
-    "fires, the half-made connection is dropped, so the next attempt starts from zero and the pool never grows"
-)
-
-
 def test_readiness_turns_serving_with_a_redis_200ms_away(redis_server: RedisServer) -> None:
     # Each PING takes 0.2 s, well inside the 0.5 s readiness ping timeout; calls have 2 s.
     with delay_proxy(redis_server.port, 0.2) as proxy:

@@ -1,7 +1,9 @@
 """Reference models and invariants shared by the property tests and the atheris targets.
 
 The reference models are written from the specification
-(/work/shared/research/express-session-spec.md §1-§2, ECMA-262 ``Decode``),
+(expressjs/cookie index.js ``parse`` and ``tryDecode`` at v0.7.2, its
+test/parse.js; tj/node-cookie-signature index.js ``sign``/``unsign`` at 1.0.7,
+its test/index.js; expressjs/session index.js ``getcookie``; ECMA-262 ``Decode``),
 not from the service code, so that a property comparing the two is a real
 differential test:
 
@@ -34,7 +36,7 @@ import hashlib
 import hmac
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -388,6 +390,6 @@ def make_servicer() -> Judge:
     return Judge()
 
 
-def profile_message(user: UserRecord, record: dict[str, Any] | None) -> pb.UserProfile:
+def profile_message(user: UserRecord, record: Mapping[str, Any] | None) -> pb.UserProfile:
     """The UserProfile the service sends for ``user`` and its record, under the default attribute policy."""
     return user_profile(build_profile(user, record, AttributePolicy()))

@@ -39,9 +39,9 @@ from sessionvalidator_service.domain import (
     Reason,
     UserRecord,
     judge_stored,
-    parse_json,
     read_credential,
 )
+from sessionvalidator_service.jsemu import parse_json
 from sessionvalidator_service.mint import encode_uri_component, js_iso
 from sessionvalidator_service.servicer import REASONS, VERDICTS
 from sessionvalidator_service.signature import Signer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,11 +15,13 @@ from tests.harness import seed
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator
 
 CORPUS = load_vectors("validate_session.json")
+HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # This hook sees every collected item, not only this directory's.
     for item in items:
-        if "integration" in str(item.path):
+        if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.integration)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.integration.conftest import CORPUS
 from tests.support.processes import RedisServer, ValidatorProcess, free_port
@@ -65,7 +66,9 @@ def test_mint_writes_what_connect_redis_writes(redis_server: RedisServer) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout == "connect.sid=s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU\n"
     client = redis_server.client()
-    stored = json.loads(client.get("sess:apple"))
+    raw = client.get("sess:apple")
+    assert raw is not None
+    stored = json.loads(raw)
     assert stored["passport"] == {"user": {"id": 5}}
     assert stored["cookie"]["originalMaxAge"] == 60000
     assert 58 <= client.ttl("sess:apple") <= 60
@@ -83,3 +86,49 @@ def test_mint_without_a_store_fails_cleanly() -> None:
     result = cli("mint", env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+def test_check_prints_the_error_reason() -> None:
+    down = ValidatorProcess(
+        {**CORPUS["settings"], "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    ).start()
+    try:
+        # A signed cookie needs the store, which is down: UNAVAILABLE with its ErrorInfo reason.
+        signed = next(c for c in CORPUS["cases"] if c["name"] == "valid_scalar_user")["request"]["cookie_header_text"]
+        result = cli("check", "--address", down.address, "--cookie", signed, "--timeout", "2")
+    finally:
+        down.close()
+    assert result.returncode == 3, result
+    assert json.loads(result.stdout)["reason"] == "STORE_UNAVAILABLE"
+
+
+def test_mint_finds_make_runs_dev_secret(redis_server: RedisServer, tmp_path: Path) -> None:
+    """After `make run`, `sessionvalidator mint` works from the checkout with no variable set."""
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "dev-secret").write_text("a development secret of some length, 0123456789\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
+    env["SESSIONVALIDATOR_REDIS_URL"] = redis_server.url
+    result = subprocess.run(
+        [sys.executable, "-m", "sessionvalidator_service", "mint", "--user", '"7"'],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "development secret" in result.stderr
+    assert result.stdout.startswith("connect.sid=s%3A")
+    # Elsewhere, with no secret and no dev secret, it still says what is missing.
+    result = subprocess.run(
+        [sys.executable, "-m", "sessionvalidator_service", "mint"],
+        env=env,
+        cwd=tmp_path / ".tmp",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "SESSIONVALIDATOR_SECRETS" in result.stderr

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.integration.conftest import CORPUS
-from tests.support.processes import RedisServer, ValidatorProcess, running_validator
+from tests.support.processes import RedisServer, ValidatorProcess, debug_sleep, running_validator
 
 READINESS = "sessionvalidator.v1.SessionValidator"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -47,7 +47,11 @@ def test_liveness_readiness_and_list(seeded: ValidatorProcess) -> None:
     with grpc.insecure_channel(seeded.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         listed = health.List(health_pb2.HealthListRequest(), timeout=5)
-        assert {name: s.status for name, s in listed.statuses.items()} == {"": SERVING, READINESS: SERVING}
+        assert {name: s.status for name, s in listed.statuses.items()} == {
+            "": SERVING,
+            READINESS: SERVING,
+            "envoy.service.auth.v3.Authorization": SERVING,  # ext_authz follows readiness
+        }
         with pytest.raises(grpc.RpcError) as caught:
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND
@@ -123,7 +127,7 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(redis_server: Redis
         stub.ValidateSession(request, timeout=5)
         assert next_status(updates)[1] == SERVING
         # Make the next lookups wait inside Redis, so they are in flight at SIGTERM.
-        blocker = threading.Thread(target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "1"))
+        blocker = threading.Thread(target=lambda: debug_sleep(redis_server.client(), 1))
         blocker.start()
         time.sleep(0.05)
         futures = [stub.ValidateSession.future(request, timeout=10) for _ in range(5)]

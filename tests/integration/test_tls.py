@@ -15,7 +15,9 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.integration.conftest import CORPUS
 from tests.support.certs import Pair, make_ca, make_leaf
-from tests.support.processes import RedisServer, running_validator
+from tests.support.processes import RedisServer, running_validator, server_kind
+
+pytestmark = pytest.mark.skipif(not server_kind().tls, reason="this server kind cannot serve TLS (see serverkind.py)")
 
 REQUEST = pb.ValidateSessionRequest(cookie_header_text="theme=dark")
 

@@ -221,7 +221,9 @@ def test_rolling_session_keeps_validating_after_stored_expiry_goes_stale(redis_s
         _, body, cookie = call(app, "POST", "/login", body={"user": "42"})
         assert cookie is not None
         key = "sess:" + body["sessionID"]
-        stored = json.loads(redis_server.client().get(key))
+        raw = redis_server.client().get(key)
+        assert raw is not None
+        stored = json.loads(raw)
         stored["cookie"]["expires"] = "2000-01-01T00:00:00.000Z"  # what rolling leaves behind, taken to the extreme
         redis_server.client().set(key, json.dumps(stored), keepttl=True)
         assert assert_agree(app, stub, [cookie]).verdict == pb.VERDICT_VALID

@@ -26,6 +26,8 @@ import pymongo
 import pymongo.errors
 import redis
 
+from sessionvalidator_service.serverkind import KINDS, ServerKind
+
 ROOT = Path(__file__).resolve().parents[2]
 PARITY_DIR = ROOT / "tests" / "parity"
 
@@ -45,6 +47,11 @@ def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:
         time.sleep(0.02)
     msg = f"timed out waiting for {what}"
     raise TimeoutError(msg)
+
+
+def debug_sleep(client: redis.Redis, seconds: float) -> None:
+    """Hold ``client``'s Redis busy for ``seconds`` (DEBUG SLEEP; RedisServer enables the DEBUG command)."""
+    client.execute_command("DEBUG", "SLEEP", f"{seconds:g}")  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
 
 class RedisServer:
@@ -234,11 +241,25 @@ class LineReader:
         return out
 
 
+def server_kind_env() -> dict[str, str]:
+    """``SESSIONVALIDATOR_SERVER`` for the server kind under test (``SESSIONVALIDATOR_TEST_SERVER``, default grpcio).
+
+    ``make test-native`` runs the service's suites again with the native server.
+    """
+    kind = os.environ.get("SESSIONVALIDATOR_TEST_SERVER")
+    return {"SESSIONVALIDATOR_SERVER": kind} if kind else {}
+
+
+def server_kind() -> ServerKind:
+    """The server kind under test."""
+    return KINDS[os.environ.get("SESSIONVALIDATOR_TEST_SERVER") or "grpcio"]
+
+
 class ValidatorProcess:
     """``python -m sessionvalidator_service serve`` on 127.0.0.1:0."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = {**os.environ, "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0", **env}
+        self.env = {**os.environ, "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0", **server_kind_env(), **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.output: LineReader | None = None

@@ -61,7 +61,8 @@ def store(client: redis.cluster.RedisCluster, *sessions: MintedSession) -> None:
 
 def port_of(client: redis.cluster.RedisCluster, session: MintedSession) -> int:
     """The port of the primary that owns the session's key."""
-    return int(client.get_node_from_key("sess:" + session.session_id).port)
+    node = client.get_node_from_key("sess:" + session.session_id)  # type: ignore[no-untyped-call]  # unannotated
+    return int(node.port)
 
 
 def unstored(client: redis.cluster.RedisCluster, port: int, *, owned: bool) -> MintedSession:
@@ -175,7 +176,7 @@ def test_a_hung_primary_is_replaced_by_its_promoted_replica(
 ) -> None:
     client = cluster.client()
     primary = next(n for n in cluster.primaries() if n.client().info("replication")["connected_slaves"] == 1)
-    on_primary = []
+    on_primary: list[MintedSession] = []
     while len(on_primary) < 5:
         session = unstored(client, primary.port, owned=True)
         on_primary.append(session)

@@ -143,8 +143,9 @@ class SentinelGroup:
 
     def master_port(self) -> int:
         """The master's port, as the sentinel names it."""
-        _host, port = self.sentinel.client().sentinel_get_master_addr_by_name(SERVICE_NAME)
-        return int(port)
+        address = self.sentinel.client().sentinel_get_master_addr_by_name(SERVICE_NAME)
+        assert isinstance(address, tuple), f"the sentinel names no master: {address!r}"
+        return int(address[1])
 
     def node_on(self, port: int) -> Node:
         return next(node for node in (self.master, self.replica) if node.port == port)
@@ -215,7 +216,7 @@ class Cluster:
         assert REDIS_CLI is not None
         replica = self._node().start().wait_up()
         self.nodes.append(replica)
-        as_replica = ["--cluster-slave", "--cluster-master-id", primary.client().execute_command("CLUSTER MYID")]
+        as_replica = ["--cluster-slave", "--cluster-master-id", primary.client().cluster("MYID")]
         subprocess.run(
             [REDIS_CLI, "--cluster", "add-node", replica.address, primary.address, *as_replica],
             check=True,

@@ -1,7 +1,9 @@
 """Writes tests/vectors/validate_session.json, the corpus every client runs.
 
 The expectations below are written by hand from express-session's behaviour
-(../shared/research/express-session-spec.md); only the signatures are
+(expressjs/session index.js `getcookie` and session/store.js, expressjs/cookie
+index.js `parse` at v0.7.2, tj/node-cookie-signature index.js `unsign` at
+1.0.7, connect-redis index.ts); only the signatures are
 computed, with the Signer whose output the official vectors and the Node
 differential test pin down. Run `python tests/vectors/make_validate_session.py`
 after changing a case, and commit the JSON.
@@ -44,7 +46,7 @@ ANN = {
     "roles": ["admin", "billing"],
 }
 
-SESSIONS = [
+SESSIONS: list[dict[str, Any]] = [
     {
         "sid": "scalar-user-session-000000000001",
         "value": stored({"cookie": LIVE_COOKIE, "passport": {"user": "42"}}),
@@ -159,7 +161,7 @@ SESSIONS = [
         "ttl_s": 3600,
     },
 ]
-USERS = [
+USERS: list[dict[str, Any]] = [
     {
         "key": "user:7",
         "type": "string",

@@ -2,7 +2,7 @@
 //
 //   npm run build
 //   SESSIONVALIDATOR_ADDR=127.0.0.1:50051 PORT=3000 node examples/express-app.js
-//   curl -H 'Cookie: connect.sid=s%3A...' http://127.0.0.1:3000/me
+//   curl -H 'Cookie: connect.sid=s%3A...' http://127.0.0.1:3000/api/me
 "use strict";
 
 const express = require("express");

@@ -1,6 +1,6 @@
-import { type ChannelCredentials, type ChannelOptions, credentials, Metadata } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, credentials, Metadata, status } from "@grpc/grpc-js";
 import type { IncomingHttpHeaders } from "node:http";
-import { toSessionValidatorError } from "./errors";
+import { ERROR_DOMAIN, errorReasonName, SessionValidatorError, toSessionValidatorError } from "./errors";
 import {
   SessionValidatorClient as GrpcSessionValidatorClient,
   type Reason,
@@ -103,13 +103,75 @@ export interface ValidationResult {
   readonly cookieName: string;
 }
 
+/**
+ * One credential's answer in a batch: a result, or, when the service refused
+ * that credential on its own (a bad cookie over the caller's rate limit),
+ * `error` with the status it would have failed with alone (`code`, `reason`
+ * such as `RATE_LIMITED`, `retryDelayMs`); `result` is then not valid.
+ */
+export interface BatchItem {
+  readonly result: ValidationResult;
+  readonly error: SessionValidatorError | undefined;
+}
+
+/** The most credentials one batch may carry (more is INVALID_ARGUMENT, BATCH_TOO_LARGE). */
+export const MAX_BATCH = 256;
+
 /** Anything with Node's request headers: `http.IncomingMessage`, an Express request, `socket.request`. */
 export interface RequestLike {
   readonly headers: IncomingHttpHeaders;
 }
 
-const KNOWN_SCHEME = /^(?:dns|ipv4|ipv6|unix|unix-abstract|xds):/;
+/** The gRPC resolver schemes a target may name (the same list in every client). */
+export const TARGET_SCHEMES: readonly string[] = Object.freeze(["dns", "ipv4", "ipv6", "unix", "unix-abstract", "xds", "passthrough"]);
+const KNOWN_SCHEME = /^(?:dns|ipv4|ipv6|unix|unix-abstract|xds|passthrough):/;
 const NON_LATIN1 = /[^\u0000-\u00ff]/;
+
+/**
+ * Throw a TypeError naming `target` unless it is `host:port` (port 1-65535)
+ * or a gRPC target with one of {@link TARGET_SCHEMES} and something after it.
+ * `createClient(process.env.UNSET)` fails here, not with every request.
+ */
+export function checkTarget(target: unknown): string {
+  const bad = (why: string): TypeError =>
+    new TypeError(
+      `sessionvalidator: bad target ${JSON.stringify(target) ?? String(target)}: ${why}; ` +
+        "want host:port (such as localhost:50051) or a gRPC target such as dns:///name:50051 or unix:///path",
+    );
+  if (typeof target !== "string") {
+    throw bad("it is not a string (is the address variable set?)");
+  }
+  if (target === "") {
+    throw bad("it is empty (is the address variable set?)");
+  }
+  if (/\s/.test(target)) {
+    throw bad("it contains blanks");
+  }
+  const scheme = KNOWN_SCHEME.exec(target);
+  if (scheme !== null) {
+    if (target.slice(scheme[0].length).replace(/^\/+|\/+$/g, "") === "") {
+      throw bad("nothing follows the scheme");
+    }
+    return target;
+  }
+  const url = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(target);
+  if (url !== null) {
+    throw bad(`it is a URL with scheme ${url[1]}, not a gRPC target`);
+  }
+  const hostPort = /^(\[[^\]]*\]|[^:\[\]]*):([^:]*)$/.exec(target);
+  if (hostPort === null) {
+    throw bad("it has no port");
+  }
+  const [, host, port] = hostPort as unknown as [string, string, string];
+  if (host === "" || host === "[]") {
+    throw bad("it has no host");
+  }
+  const n = /^\d+$/.test(port) ? Number(port) : NaN;
+  if (!(n >= 1 && n <= 65535)) {
+    throw bad("the port is not a number from 1 to 65535");
+  }
+  return target;
+}
 
 /** `host:port` becomes `dns:host:port`; targets with a gRPC scheme are kept as given. */
 export function normalizeTarget(target: string): string {
@@ -155,6 +217,7 @@ export class SessionValidatorClient {
   readonly #deadlineMs: number;
 
   constructor(target: string, options: ClientOptions = {}) {
+    checkTarget(target);
     const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(deadlineMs > 0)) {
       throw new RangeError(`deadlineMs must be positive, got ${deadlineMs}`);
@@ -176,7 +239,9 @@ export class SessionValidatorClient {
     if (typeof header === "string") {
       if (NON_LATIN1.test(header)) {
         return Promise.reject(
-          new TypeError("cookie header has characters above U+00FF; Node never produces those, pass the raw bytes"),
+          new TypeError(
+            "cookie header has characters above U+00FF, which no header bytes decode to (Node's http refuses to write them); pass the raw bytes",
+          ),
         );
       }
       bytes = Buffer.from(header, "latin1");
@@ -223,6 +288,53 @@ export class SessionValidatorClient {
     }).catch((error: unknown) => Promise.reject(toSessionValidatorError(error)));
   }
 
+  /**
+   * Judge up to {@link MAX_BATCH} credentials in one call and one store round
+   * trip (ValidateSessions), in order. A rejected promise means the whole call
+   * failed (store down, overload, a banned client, too many credentials).
+   */
+  validateBatch(requests: ValidateSessionRequest[], options: CallOptions = {}): Promise<BatchItem[]> {
+    const deadline = Date.now() + (options.deadlineMs ?? this.#deadlineMs);
+    return new Promise<BatchItem[]>((resolve, reject) => {
+      this.#grpc.validateSessions({ requests }, options.metadata ?? new Metadata(), { deadline }, (error, response) => {
+        if (error !== null) {
+          reject(toSessionValidatorError(error));
+          return;
+        }
+        if (response.responses.length !== requests.length) {
+          reject(new SessionValidatorError(status.INTERNAL, `the service answered ${response.responses.length} of ${requests.length} credentials`));
+          return;
+        }
+        resolve(
+          response.responses.map((r) => ({
+            result: toResult(r),
+            error:
+              r.error === undefined
+                ? undefined
+                : new SessionValidatorError(r.error.code, r.error.message, {
+                    errorInfo: { reason: errorReasonName(r.error.reason), domain: ERROR_DOMAIN, metadata: {} },
+                    retryDelayMs:
+                      r.error.retryDelay === undefined ? undefined : r.error.retryDelay.seconds * 1000 + r.error.retryDelay.nanos / 1e6,
+                  }),
+          })),
+        );
+      });
+    });
+  }
+
+  /** {@link validateBatch} for Cookie headers (strings as latin-1, as {@link validateCookieHeader}). */
+  validateCookieHeaders(headers: (string | Uint8Array)[], options?: CallOptions): Promise<BatchItem[]> {
+    const requests: ValidateSessionRequest[] = [];
+    for (const header of headers) {
+      if (typeof header === "string" && NON_LATIN1.test(header)) {
+        return Promise.reject(new TypeError("cookie header has characters above U+00FF, which no header bytes decode to; pass the raw bytes"));
+      }
+      const bytes = typeof header === "string" ? Buffer.from(header, "latin1") : Buffer.from(header.buffer, header.byteOffset, header.byteLength);
+      requests.push({ credential: { $case: "cookieHeader", cookieHeader: bytes } });
+    }
+    return this.validateBatch(requests, options);
+  }
+
   /** Resolve once the channel is connected, or reject after `timeoutMs`. */
   waitForReady(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -236,9 +348,13 @@ export class SessionValidatorClient {
   }
 }
 
-/** Whether a result lets a request through as a known session (internal to the middleware). */
-export function isAccepted(result: ValidationResult, requireAuthenticated: boolean): boolean {
-  return result.valid && (result.authenticated || !requireAuthenticated);
+/**
+ * Whether a result lets a request through as a known session (internal to the
+ * middleware): a valid session with a logged-in user, or any valid session
+ * when the app opted in to anonymous sessions.
+ */
+export function isAccepted(result: ValidationResult, allowAnonymousSessions: boolean): boolean {
+  return result.valid && (result.authenticated || allowAnonymousSessions);
 }
 
 /** Create a client for `target` (`host:port`, or any gRPC target such as `dns:///name:port`). */

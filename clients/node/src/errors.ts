@@ -1,12 +1,34 @@
 import { Metadata, status } from "@grpc/grpc-js";
-import { ErrorInfo } from "./gen/google/rpc/error_details";
+import { ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
+import { ErrorReason, errorReasonToJSON } from "./gen/sessionvalidator/v1/session_validator_service";
 
 /** The `ErrorInfo.domain` of every error the SessionValidator service sends. */
 export const ERROR_DOMAIN = "sessionvalidator.v1";
 
 const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
+const RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo";
+
+/** The wire form of an ErrorReason: its name without the `ERROR_REASON_` prefix, as in `ErrorInfo.reason`. */
+export function errorReasonName(reason: ErrorReason): string {
+  return errorReasonToJSON(reason).replace(/^ERROR_REASON_/, "");
+}
+
+/** The `ErrorInfo.reason` values the service sends, derived from the contract's `enum ErrorReason`. */
+export const ERROR_REASONS = Object.freeze({
+  STORE_UNAVAILABLE: errorReasonName(ErrorReason.ERROR_REASON_STORE_UNAVAILABLE),
+  STORE_TIMEOUT: errorReasonName(ErrorReason.ERROR_REASON_STORE_TIMEOUT),
+  RATE_LIMITED: errorReasonName(ErrorReason.ERROR_REASON_RATE_LIMITED),
+  BATCH_TOO_LARGE: errorReasonName(ErrorReason.ERROR_REASON_BATCH_TOO_LARGE),
+  MALFORMED_REQUEST: errorReasonName(ErrorReason.ERROR_REASON_MALFORMED_REQUEST),
+  INTERNAL_ERROR: errorReasonName(ErrorReason.ERROR_REASON_INTERNAL_ERROR),
+  OVERLOADED: errorReasonName(ErrorReason.ERROR_REASON_OVERLOADED),
+});
+
+/** {@link SessionValidatorError.cause}-like names for errors without an ErrorInfo reason. */
+export const VALIDATOR_UNREACHABLE = "VALIDATOR_UNREACHABLE";
+export const DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED";
 
 /**
  * A call that ended without a verdict: the validator could not decide.
@@ -33,11 +55,18 @@ export class SessionValidatorError extends Error {
   readonly errorMetadata: Readonly<Record<string, string>>;
   /** The call's trailing metadata. */
   readonly metadata: Metadata;
+  /** The google.rpc.RetryInfo delay in milliseconds (sent with RESOURCE_EXHAUSTED), or undefined. */
+  readonly retryDelayMs: number | undefined;
 
   constructor(
     code: status,
     details: string,
-    init: { errorInfo?: ErrorInfo | undefined; metadata?: Metadata | undefined; cause?: unknown } = {},
+    init: {
+      errorInfo?: ErrorInfo | undefined;
+      metadata?: Metadata | undefined;
+      cause?: unknown;
+      retryDelayMs?: number | undefined;
+    } = {},
   ) {
     const reason = init.errorInfo?.reason || undefined;
     super(`${status[code] ?? code}${reason ? ` (${reason})` : ""}: ${details}`, { cause: init.cause });
@@ -47,6 +76,22 @@ export class SessionValidatorError extends Error {
     this.domain = init.errorInfo?.domain || undefined;
     this.errorMetadata = { ...init.errorInfo?.metadata };
     this.metadata = init.metadata ?? new Metadata();
+    this.retryDelayMs = init.retryDelayMs;
+  }
+
+  /**
+   * Why no verdict was reached, in the words the middleware logs: the
+   * ErrorInfo reason when there is one, `VALIDATOR_UNREACHABLE` for
+   * UNAVAILABLE without one, `DEADLINE_EXCEEDED`, else the code's name.
+   */
+  get noVerdictCause(): string {
+    if (this.reason !== undefined) {
+      return this.reason;
+    }
+    if (this.code === status.UNAVAILABLE) {
+      return VALIDATOR_UNREACHABLE;
+    }
+    return status[this.code] ?? String(this.code);
   }
 
   /** True for codes worth retrying later: UNAVAILABLE and DEADLINE_EXCEEDED. */
@@ -72,13 +117,28 @@ export function isStoreUnavailable(error: unknown): error is StoreUnavailableErr
 
 /** The google.rpc.ErrorInfo in a call's `grpc-status-details-bin` trailer, if any. */
 export function errorInfoFromMetadata(metadata: Metadata | undefined): ErrorInfo | undefined {
+  const detail = statusDetail(metadata, ERROR_INFO_TYPE_URL);
+  return detail === undefined ? undefined : decodeOrUndefined(() => ErrorInfo.decode(detail));
+}
+
+/** The google.rpc.RetryInfo delay in a call's `grpc-status-details-bin` trailer, in ms, if any. */
+export function retryDelayFromMetadata(metadata: Metadata | undefined): number | undefined {
+  const detail = statusDetail(metadata, RETRY_INFO_TYPE_URL);
+  const delay = detail === undefined ? undefined : decodeOrUndefined(() => RetryInfo.decode(detail).retryDelay);
+  return delay === undefined ? undefined : delay.seconds * 1000 + delay.nanos / 1e6;
+}
+
+function statusDetail(metadata: Metadata | undefined, typeUrl: string): Uint8Array | undefined {
   const raw = metadata?.get(STATUS_DETAILS_KEY)[0];
   if (!Buffer.isBuffer(raw)) {
     return undefined;
   }
+  return decodeOrUndefined(() => Status.decode(raw).details.find((any) => any.typeUrl === typeUrl)?.value);
+}
+
+function decodeOrUndefined<T>(decode: () => T): T | undefined {
   try {
-    const detail = Status.decode(raw).details.find((any) => any.typeUrl === ERROR_INFO_TYPE_URL);
-    return detail === undefined ? undefined : ErrorInfo.decode(detail.value);
+    return decode();
   } catch {
     // A trailer we cannot parse is no reason to hide the status itself.
     return undefined;
@@ -105,7 +165,12 @@ export function toSessionValidatorError(error: unknown): SessionValidatorError {
       cause: error,
     });
   }
-  const init = { errorInfo: errorInfoFromMetadata(error.metadata), metadata: error.metadata, cause: error };
+  const init = {
+    errorInfo: errorInfoFromMetadata(error.metadata),
+    metadata: error.metadata,
+    cause: error,
+    retryDelayMs: retryDelayFromMetadata(error.metadata),
+  };
   const details = error.details ?? error.message;
   return error.code === status.UNAVAILABLE
     ? new StoreUnavailableError(error.code, details, init)

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { isAccepted, type SessionValidatorClient, type ValidationResult } from "./client";
+import { type Denial, errorDenial, unauthorizedDenial, WarningLimiter, type WarningLogger } from "./denials";
 import type { UserProfile } from "./gen/sessionvalidator/v1/session_validator_service";
 
 declare global {
@@ -17,39 +18,54 @@ declare global {
 
 export interface SessionUserOptions {
   /**
-   * Let requests without a usable session through (with `req.sessionUser`
-   * undefined) instead of answering 401. Errors still answer 503: an outage
-   * is never taken for "anonymous". Default false.
+   * Also admit valid sessions without a logged-in Passport user (visitors who
+   * never logged in, or logged out; `saveUninitialized` or a visit counter
+   * makes them), with `req.sessionUser` undefined. Default false: such a
+   * session gets 401. Go's `AllowAnonymousSessions()` and Python's
+   * `allow_anonymous_sessions=True` mean the same.
+   */
+  allowAnonymousSessions?: boolean | undefined;
+  /**
+   * Let every request with a verdict through (with `req.sessionUser`
+   * undefined unless a logged-in user is admitted) instead of answering 401:
+   * the route decides from `req.sessionValidation`. Errors still answer 503:
+   * an outage is never taken for "anonymous". Default false.
    */
   allowAnonymous?: boolean | undefined;
-  /**
-   * Also refuse valid sessions that have no logged-in Passport user.
-   * Default false: a valid anonymous session passes with `req.sessionUser`
-   * undefined.
-   */
+  /** @deprecated Refusing sessions without a logged-in user is the default now; see `allowAnonymousSessions`. */
   requireAuthenticated?: boolean | undefined;
-  /** Answers a refused request. Default: 401 `{"error":"unauthorized"}`. */
+  /**
+   * Put the verdict and reason in the default 401 body, and the cause in the
+   * default 503 body. Off by default: it tells a caller whether a forged
+   * signature verified.
+   */
+  exposeVerdict?: boolean | undefined;
+  /** Where the warning goes when a request gets no verdict (503/429); default `console`. At most one every 10 s. */
+  logger?: WarningLogger | undefined;
+  /** Answers a refused request. Default: 401 `{"error":"unauthorized"}`, `cache-control: no-store`. */
   onUnauthorized?: ((req: Request, res: Response, next: NextFunction, result: ValidationResult) => void) | undefined;
   /**
-   * Answers a request whose session could not be checked: the store is
-   * unavailable or timed out, the deadline passed, or any other error.
-   * `error` is usually a `SessionValidatorError`. Default: 503 with
-   * `Retry-After: 1` and `{"error":"session validation unavailable"}`.
+   * Answers a request that got no verdict: the store is unavailable or timed
+   * out, the validator is unreachable or overloaded, the deadline passed,
+   * the caller is rate limited, any other error. `error` is usually a
+   * `SessionValidatorError`. Default: 503 `{"error":"unavailable"}` with
+   * `Retry-After: 1`, or 429 `{"error":"rate_limited"}` for
+   * RESOURCE_EXHAUSTED; `cache-control: no-store` on both. The warning is
+   * logged either way.
    */
   onUnavailable?: ((req: Request, res: Response, next: NextFunction, error: unknown) => void) | undefined;
 }
 
-function unauthorized(_req: Request, res: Response): void {
-  res.status(401).json({ error: "unauthorized" });
-}
-
-function unavailable(_req: Request, res: Response): void {
-  res.status(503).set("Retry-After", "1").json({ error: "session validation unavailable" });
+function send(res: Response, denial: Denial): void {
+  res.status(denial.status).set(denial.headers).json(denial.body);
 }
 
 /**
  * Express middleware: validates the request's Cookie header and sets
- * `req.sessionUser` and `req.sessionValidation`.
+ * `req.sessionUser` and `req.sessionValidation`. By default only a valid
+ * session with a logged-in user gets through; anything else is 401, a rate
+ * limited caller 429, and a request that got no verdict (store down,
+ * validator unreachable) 503 with Retry-After and a logged warning.
  *
  *     app.use(sessionUser(client));
  */
@@ -58,9 +74,13 @@ export function sessionUser(
   options: SessionUserOptions = {},
 ): RequestHandler {
   const allowAnonymous = options.allowAnonymous ?? false;
-  const requireAuthenticated = options.requireAuthenticated ?? false;
-  const onUnauthorized = options.onUnauthorized ?? unauthorized;
-  const onUnavailable = options.onUnavailable ?? unavailable;
+  const allowAnonymousSessions = options.allowAnonymousSessions ?? false;
+  const exposeVerdict = options.exposeVerdict ?? false;
+  const onUnauthorized =
+    options.onUnauthorized ?? ((_req: Request, res: Response, _next: NextFunction, result: ValidationResult) => send(res, unauthorizedDenial(result, exposeVerdict)));
+  const onUnavailable =
+    options.onUnavailable ?? ((_req: Request, res: Response, _next: NextFunction, error: unknown) => send(res, errorDenial(error, exposeVerdict)));
+  const warnings = new WarningLimiter(options.logger);
   return (req, res, next) => {
     req.sessionUser = undefined;
     req.sessionValidation = undefined;
@@ -69,7 +89,7 @@ export function sessionUser(
       .then(
         (result) => {
           req.sessionValidation = result;
-          if (isAccepted(result, requireAuthenticated)) {
+          if (isAccepted(result, allowAnonymousSessions)) {
             req.sessionUser = result.user;
             next();
           } else if (allowAnonymous) {
@@ -78,7 +98,10 @@ export function sessionUser(
             onUnauthorized(req, res, next, result);
           }
         },
-        (error: unknown) => onUnavailable(req, res, next, error),
+        (error: unknown) => {
+          warnings.warn(error, errorDenial(error, false).status);
+          onUnavailable(req, res, next, error);
+        },
       )
       .catch(next);
   };

@@ -4,29 +4,42 @@
  * `@sessionvalidator/client/express` and `@sessionvalidator/client/socket.io`.
  */
 export {
+  type BatchItem,
   type CallOptions,
   type ClientOptions,
+  checkTarget,
   createClient,
   DEFAULT_CHANNEL_OPTIONS,
   DEFAULT_DEADLINE_MS,
   DEFAULT_SERVICE_CONFIG,
+  MAX_BATCH,
   normalizeTarget,
   type RequestLike,
   SERVICE_NAME,
   SessionValidatorClient,
+  TARGET_SCHEMES,
   type TlsOptions,
   type ValidationResult,
 } from "./client";
+export { type Denial, errorDenial, noVerdictCause, unauthorizedDenial, type WarningLogger } from "./denials";
 export {
+  DEADLINE_EXCEEDED,
   ERROR_DOMAIN,
+  ERROR_REASONS,
+  errorReasonName,
   errorInfoFromMetadata,
   isStoreUnavailable,
   SessionValidatorError,
   StoreUnavailableError,
+  retryDelayFromMetadata,
   toSessionValidatorError,
+  VALIDATOR_UNREACHABLE,
 } from "./errors";
 export { ErrorInfo } from "./gen/google/rpc/error_details";
 export {
+  ErrorReason,
+  errorReasonToJSON,
+  ItemError,
   Reason,
   reasonToJSON,
   UserProfile,

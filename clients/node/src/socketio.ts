@@ -1,12 +1,15 @@
 import { status } from "@grpc/grpc-js";
 import { isAccepted, type RequestLike, type SessionValidatorClient, type ValidationResult } from "./client";
+import { errorDenial, WarningLimiter, type WarningLogger } from "./denials";
 import { SessionValidatorError } from "./errors";
 import { reasonToJSON, type UserProfile, verdictToJSON } from "./gen/sessionvalidator/v1/session_validator_service";
 
 /** The `connect_error` message for a refused session. */
 export const UNAUTHORIZED_MESSAGE = "unauthorized";
 /** The `connect_error` message when the session could not be checked. */
-export const UNAVAILABLE_MESSAGE = "session store unavailable";
+export const UNAVAILABLE_MESSAGE = "unavailable";
+/** The `connect_error` message when the validator refuses the caller's bad cookies for a while. */
+export const RATE_LIMITED_MESSAGE = "rate_limited";
 
 /** What `socketIoAuth()` puts on `socket.data`; include it in your Server's SocketData type. */
 export interface SessionSocketData {
@@ -36,10 +39,16 @@ export interface HandshakeSocket {
 }
 
 export interface SocketIoAuthOptions {
+  /** Also accept valid sessions without a logged-in Passport user (default: refused). */
+  allowAnonymousSessions?: boolean | undefined;
   /** Accept handshakes without a usable session (`socket.data.sessionUser` undefined). Errors still refuse. */
   allowAnonymous?: boolean | undefined;
-  /** Also refuse valid sessions without a logged-in Passport user. */
+  /** @deprecated Refusing sessions without a logged-in user is the default now. */
   requireAuthenticated?: boolean | undefined;
+  /** Put `{ verdict, reason }` / `{ code, reason }` in `err.data` (default: empty, so a caller cannot probe signatures). */
+  exposeVerdict?: boolean | undefined;
+  /** Where the warning goes when a handshake gets no verdict; default `console`. At most one every 10 s. */
+  logger?: WarningLogger | undefined;
 }
 
 function socketAuthError(message: string, data: ConnectErrorData): SocketAuthError {
@@ -63,34 +72,43 @@ function errorData(error: unknown): ConnectErrorData {
  *
  *     io.use(socketIoAuth(client));
  *
- * A refused session fails the connection with `connect_error` "unauthorized"
- * (`err.data` = `{ verdict, reason }`); a validator error with
- * "session store unavailable" (`err.data` = `{ code, reason }`).
+ * Only a valid session with a logged-in user is accepted by default. A
+ * refused session fails the connection with `connect_error` "unauthorized";
+ * a validator error with "unavailable" ("rate_limited" for
+ * RESOURCE_EXHAUSTED), logged as a warning. `err.data` is `{}` unless
+ * `exposeVerdict` (then `{ verdict, reason }` or `{ code, reason }`).
  */
 export function socketIoAuth(
   client: Pick<SessionValidatorClient, "validateRequest">,
   options: SocketIoAuthOptions = {},
 ): (socket: HandshakeSocket, next: (err?: Error) => void) => void {
   const allowAnonymous = options.allowAnonymous ?? false;
-  const requireAuthenticated = options.requireAuthenticated ?? false;
+  const allowAnonymousSessions = options.allowAnonymousSessions ?? false;
+  const exposeVerdict = options.exposeVerdict ?? false;
+  const warnings = new WarningLimiter(options.logger);
   return (socket, next) => {
     client.validateRequest(socket.request).then(
       (result) => {
         socket.data.sessionValidation = result;
-        const accepted = isAccepted(result, requireAuthenticated);
+        const accepted = isAccepted(result, allowAnonymousSessions);
         socket.data.sessionUser = accepted ? result.user : undefined;
         if (accepted || allowAnonymous) {
           next();
         } else {
           next(
-            socketAuthError(UNAUTHORIZED_MESSAGE, {
-              verdict: verdictToJSON(result.verdict),
-              reason: reasonToJSON(result.reason),
-            }),
+            socketAuthError(
+              UNAUTHORIZED_MESSAGE,
+              exposeVerdict ? { verdict: verdictToJSON(result.verdict), reason: reasonToJSON(result.reason) } : {},
+            ),
           );
         }
       },
-      (error: unknown) => next(socketAuthError(UNAVAILABLE_MESSAGE, errorData(error))),
+      (error: unknown) => {
+        const denial = errorDenial(error, false);
+        warnings.warn(error, denial.status);
+        const message = denial.status === 429 ? RATE_LIMITED_MESSAGE : UNAVAILABLE_MESSAGE;
+        next(socketAuthError(message, exposeVerdict ? errorData(error) : {}));
+      },
     );
   };
 }

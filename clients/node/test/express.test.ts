@@ -90,7 +90,8 @@ describe("sessionUser() middleware", () => {
       const answer = await get(app.port, "/me", cookieOf("valid_scalar_user"));
       assert.equal(answer.status, 503);
       assert.equal(answer.headers["retry-after"], "1");
-      assert.deepEqual(answer.body, { error: "session validation unavailable" });
+      assert.equal(answer.headers["cache-control"], "no-store");
+      assert.deepEqual(answer.body, { error: "unavailable" });
     } finally {
       app.close();
     }
@@ -121,13 +122,15 @@ describe("sessionUser() middleware", () => {
     }
   });
 
-  test("a valid anonymous session passes with no user; requireAuthenticated refuses it", async () => {
-    const lenient = await startApp(live);
-    const strict = await startApp(live, { requireAuthenticated: true });
+  test("a valid anonymous session is refused by default; allowAnonymousSessions admits it with no user", async () => {
+    const lenient = await startApp(live, { allowAnonymousSessions: true });
+    const strict = await startApp(live);
     try {
       const cookie = cookieOf("valid_anonymous_session");
       assert.deepEqual((await get(lenient.port, "/me", cookie)).body, { user: null, verdict: "VERDICT_VALID" });
-      assert.equal((await get(strict.port, "/me", cookie)).status, 401);
+      const refused = await get(strict.port, "/me", cookie);
+      assert.equal(refused.status, 401);
+      assert.deepEqual(refused.body, { error: "unauthorized" });
       assert.equal((await get(strict.port, "/me", cookieOf("valid_scalar_user"))).status, 200);
     } finally {
       lenient.close();

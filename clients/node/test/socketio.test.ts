@@ -87,15 +87,20 @@ describe("socketIoAuth() middleware", () => {
     }
   });
 
-  test("invalid cookie: connect_error 'unauthorized' with the verdict", async () => {
+  test("invalid cookie: connect_error 'unauthorized', the verdict only with exposeVerdict", async () => {
     const server = await startIo(live);
+    const verbose = await startIo(live, { exposeVerdict: true });
     try {
       const outcome = await handshake(server.url, cookieOf("bad_signature_tampered"));
       assert.ok("error" in outcome, "an invalid cookie connected");
       assert.equal(outcome.error.message, "unauthorized");
-      assert.deepEqual(outcome.error.data, { verdict: "VERDICT_BAD_SIGNATURE", reason: "REASON_SIGNATURE_MISMATCH" });
+      assert.deepEqual(outcome.error.data, {});
+      const exposed = await handshake(verbose.url, cookieOf("bad_signature_tampered"));
+      assert.ok("error" in exposed, "an invalid cookie connected");
+      assert.deepEqual(exposed.error.data, { verdict: "VERDICT_BAD_SIGNATURE", reason: "REASON_SIGNATURE_MISMATCH" });
     } finally {
       await server.close();
+      await verbose.close();
     }
   });
 
@@ -106,7 +111,7 @@ describe("socketIoAuth() middleware", () => {
       const refused = await handshake(strict.url);
       assert.ok("error" in refused);
       assert.equal(refused.error.message, "unauthorized");
-      assert.deepEqual(refused.error.data, { verdict: "VERDICT_MISSING", reason: "REASON_NO_COOKIE" });
+      assert.deepEqual(refused.error.data, {});
       assert.deepEqual(await handshake(lenient.url), { user: null });
     } finally {
       await strict.close();
@@ -115,13 +120,13 @@ describe("socketIoAuth() middleware", () => {
   });
 
   test("store down: connect_error with the unavailable message, even with allowAnonymous", async () => {
-    for (const options of [{}, { allowAnonymous: true }]) {
-      const server = await startIo(down, options);
+    for (const options of [{ exposeVerdict: true }, { allowAnonymous: true, exposeVerdict: true }]) {
+      const server = await startIo(down, { ...options, logger: { warn: () => undefined } });
       try {
         const outcome = await handshake(server.url, cookieOf("valid_scalar_user"));
         assert.ok("error" in outcome, "an outage let the socket connect");
         assert.equal(outcome.error.message, UNAVAILABLE_MESSAGE);
-        assert.equal(outcome.error.message, "session store unavailable");
+        assert.equal(outcome.error.message, "unavailable");
         assert.deepEqual(outcome.error.data, { code: "UNAVAILABLE", reason: "STORE_UNAVAILABLE" });
       } finally {
         await server.close();
@@ -129,14 +134,17 @@ describe("socketIoAuth() middleware", () => {
     }
   });
 
-  test("requireAuthenticated refuses a valid anonymous session", async () => {
-    const server = await startIo(live, { requireAuthenticated: true });
+  test("a valid anonymous session is refused by default; allowAnonymousSessions accepts it", async () => {
+    const server = await startIo(live, { exposeVerdict: true });
+    const lenient = await startIo(live, { allowAnonymousSessions: true });
     try {
       const outcome = await handshake(server.url, cookieOf("valid_anonymous_session"));
       assert.ok("error" in outcome);
       assert.deepEqual(outcome.error.data, { verdict: "VERDICT_VALID", reason: "REASON_SESSION_ACTIVE" });
+      assert.deepEqual(await handshake(lenient.url, cookieOf("valid_anonymous_session")), { user: null });
     } finally {
       await server.close();
+      await lenient.close();
     }
   });
 });

@@ -27,6 +27,15 @@ export const env = {
   get vectorsPath(): string {
     return requireEnv("SESSIONVALIDATOR_TEST_VECTORS");
   },
+  get limitedAddr(): string {
+    return requireEnv("SESSIONVALIDATOR_TEST_LIMITED_ADDR");
+  },
+  get unreachableAddr(): string {
+    return requireEnv("SESSIONVALIDATOR_TEST_UNREACHABLE_ADDR");
+  },
+  get conformancePath(): string {
+    return requireEnv("SESSIONVALIDATOR_TEST_CONFORMANCE");
+  },
 };
 
 export interface VectorRequest {
@@ -51,6 +60,7 @@ export interface VectorExpect {
   secret_index?: number;
   user?: VectorUser;
   has_expire_time?: boolean;
+  attributes?: Record<string, unknown>;
 }
 
 export interface VectorCase {

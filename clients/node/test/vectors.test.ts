@@ -27,6 +27,7 @@ const CHECKED = new Set([
   "secret_index",
   "user",
   "has_expire_time",
+  "attributes",
 ]);
 
 describe("shared vectors", () => {
@@ -58,6 +59,9 @@ describe("shared vectors", () => {
         } else {
           assert.equal(result.expireTime, undefined, "expire_time is unset");
         }
+      }
+      if (e.attributes !== undefined) {
+        assert.deepEqual(result.user?.attributes, e.attributes, "user.attributes");
       }
       if (e.user !== undefined) {
         const user = result.user;

@@ -2,7 +2,7 @@
 
 Run it next to a SessionValidator (the address comes from the environment):
 
-    pip install sessionvalidator starlette uvicorn
+    pip install ./clients/python starlette uvicorn   # from the root of a clone of this repository
     SESSIONVALIDATOR_ADDR=localhost:50051 python examples/starlette_app.py
     curl -b 'connect.sid=s%3A...' http://127.0.0.1:8000/me
 
@@ -62,7 +62,7 @@ app = Starlette(
         Middleware(
             SessionValidatorMiddleware,
             client=validator,
-            require_authenticated=True,  # a live session is not enough: it must hold a Passport user
+            # Only sessions of logged-in Passport users get through (the default).
             exclude_paths=("/healthz",),
         )
     ],

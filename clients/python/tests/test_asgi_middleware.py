@@ -133,7 +133,7 @@ def starlette_app(target: str, events: list[str] | None = None, **options: Any) 
 
 @pytest.fixture(scope="module")
 def site(addr: str) -> Iterator[str]:
-    with serving(starlette_app(addr)) as hostport:
+    with serving(starlette_app(addr, expose_verdict=True)) as hostport:
         yield hostport
 
 
@@ -151,12 +151,15 @@ def test_valid_session_reaches_the_app_with_the_user(site: str, valid_cookie: by
     }
 
 
-def test_no_cookie_is_401(site: str) -> None:
+def test_no_cookie_is_401(site: str, addr: str) -> None:
     status, headers, body = get(site, "/whoami")
     assert status == 401
     assert headers["content-type"] == "application/json"
     assert headers["cache-control"] == "no-store"
     assert body == {"error": "unauthorized", "verdict": "VERDICT_MISSING", "reason": "REASON_NO_COOKIE"}
+    # Without expose_verdict the body names no verdict.
+    with serving(starlette_app(addr)) as hostport:
+        assert get(hostport, "/whoami")[2] == {"error": "unauthorized"}
 
 
 def test_bad_signature_is_401(site: str, tampered_cookie: bytes) -> None:
@@ -196,7 +199,8 @@ def test_store_down_is_503(down_addr: str, valid_cookie: bytes) -> None:
         status, headers, body = get(hostport, "/whoami", cookie(valid_cookie))
     assert status == 503
     assert headers["content-type"] == "application/json"
-    assert body == {"error": "session store unavailable"}
+    assert headers["retry-after"] == "1"
+    assert body == {"error": "unavailable"}
 
 
 def test_validator_timeout_is_503(silent_addr: str, valid_cookie: bytes) -> None:
@@ -205,13 +209,13 @@ def test_validator_timeout_is_503(silent_addr: str, valid_cookie: bytes) -> None
         status, _, body = get(hostport, "/whoami", cookie(valid_cookie))
     assert time.monotonic() - started < 2.0
     assert status == 503
-    assert body == {"error": "session validator unavailable"}
+    assert body == {"error": "unavailable"}
 
 
 def test_unreachable_validator_is_503(closed_addr: str, valid_cookie: bytes) -> None:
-    with serving(starlette_app(closed_addr, allow_anonymous=True)) as hostport:
+    with serving(starlette_app(closed_addr, allow_anonymous=True, expose_verdict=True)) as hostport:
         status, _, body = get(hostport, "/whoami", cookie(valid_cookie))
-    assert (status, body) == (503, {"error": "session validator unavailable"})
+    assert (status, body) == (503, {"error": "unavailable", "reason": "VALIDATOR_UNREACHABLE"})
 
 
 def test_allow_anonymous(addr: str, down_addr: str, tampered_cookie: bytes, valid_cookie: bytes) -> None:
@@ -225,16 +229,20 @@ def test_allow_anonymous(addr: str, down_addr: str, tampered_cookie: bytes, vali
     # An outage is never an anonymous visitor.
     with serving(starlette_app(down_addr, allow_anonymous=True)) as hostport:
         status, _, body = get(hostport, "/whoami", cookie(valid_cookie))
-    assert (status, body) == (503, {"error": "session store unavailable"})
+    assert (status, body) == (503, {"error": "unavailable"})
 
 
-def test_require_authenticated(addr: str, anonymous_cookie: bytes, valid_cookie: bytes) -> None:
-    with serving(starlette_app(addr, require_authenticated=True)) as hostport:
+def test_anonymous_sessions(addr: str, anonymous_cookie: bytes, valid_cookie: bytes) -> None:
+    with serving(starlette_app(addr, expose_verdict=True)) as hostport:
         status, _, body = get(hostport, "/whoami", cookie(anonymous_cookie))
         assert status == 401
         assert body == {"error": "unauthorized", "verdict": "VERDICT_VALID", "reason": "REASON_SESSION_ACTIVE"}
         status, _, body = get(hostport, "/whoami", cookie(valid_cookie))
         assert (status, body["user"]["id"]) == (200, "u-100")
+    for options in ({"allow_anonymous_sessions": True}, {"require_authenticated": False}):
+        with serving(starlette_app(addr, **options)) as hostport:
+            status, _, body = get(hostport, "/whoami", cookie(anonymous_cookie))
+            assert (status, body["verdict"], body["user"]) == (200, "VERDICT_VALID", None)
 
 
 def test_response_hooks(addr: str, down_addr: str, tampered_cookie: bytes, valid_cookie: bytes) -> None:
@@ -295,7 +303,7 @@ def test_websocket_store_down_is_closed_1013(down_addr: str, valid_cookie: bytes
         with pytest.raises(ConnectionClosed) as caught:
             ws.recv(timeout=5)
         assert caught.value.rcvd is not None
-        assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1013, "session store unavailable")
+        assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1013, "unavailable")
 
 
 # ---------------------------------------------------------------- plain ASGI, no framework
@@ -371,7 +379,7 @@ def test_direct_websocket_rejections(addr: str, down_addr: str, tampered_cookie:
     sent = run_asgi(SessionValidatorMiddleware(inner, AsyncClient(down_addr)), ws_scope(valid_cookie), list(connect))
     assert sent == [
         {"type": "websocket.accept"},
-        {"type": "websocket.close", "code": 1013, "reason": "session store unavailable"},
+        {"type": "websocket.close", "code": 1013, "reason": "unavailable"},
     ]
     # The client went away before the handshake: nothing to send.
     assert run_asgi(SessionValidatorMiddleware(inner, AsyncClient(addr)), ws_scope(tampered_cookie), []) == []
@@ -390,11 +398,6 @@ def test_state_dict_already_present_is_kept(addr: str, valid_cookie: bytes) -> N
     assert scope["state"] is state
     assert state["request_id"] == "r-1"
     assert state["session_validation"].valid
-
-
-def test_contradictory_options_are_refused(addr: str) -> None:
-    with pytest.raises(ValueError, match="contradict"):
-        SessionValidatorMiddleware(Recorder(), AsyncClient(addr), allow_anonymous=True, require_authenticated=True)
 
 
 # ---------------------------------------------------------------- the shipped example

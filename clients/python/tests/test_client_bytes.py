@@ -50,15 +50,15 @@ def test_utf8_reencoding_breaks_the_signature(addr: str, latin1_cookie: bytes) -
     assert validation.verdict == "VERDICT_BAD_SIGNATURE"
 
 
-def test_text_beyond_latin1_is_sent_as_text(addr: str) -> None:
-    """Text no header bytes decode to (a character above U+00FF) goes as cookie_header_text, unchanged."""
+def test_text_beyond_latin1_is_refused(addr: str) -> None:
+    """Text no header bytes decode to (a character above U+00FF) is refused before any call, as Node refuses it."""
     header = "connect.sid=s:\u20ac.signature"
-    request = cookie_header_request(header)
-    assert request.WhichOneof("credential") == "cookie_header_text"
-    assert request.cookie_header_text == header
-    with Client(addr) as client:
-        validation = client.validate_cookie_header(header)
-    assert validation.verdict == "VERDICT_BAD_SIGNATURE"
+    with pytest.raises(ValueError, match="U\\+00FF"):
+        cookie_header_request(header)
+    with pytest.raises(ValueError, match="U\\+00FF"):
+        headers_request([("cookie", header)])
+    with Client(addr) as client, pytest.raises(ValueError, match="U\\+00FF"):
+        client.validate_cookie_header(header)
 
 
 def test_several_cookie_headers_are_joined_in_order(addr: str, valid_cookie: bytes) -> None:

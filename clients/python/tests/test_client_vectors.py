@@ -14,7 +14,16 @@ from sessionvalidator import AsyncClient, Client, Validation
 pytestmark = pytest.mark.integration
 
 # The expect fields this test knows how to check; a new one must be taught here, not skipped.
-KNOWN_EXPECT = {"verdict", "reason", "session_id", "authenticated", "secret_index", "user", "has_expire_time"}
+KNOWN_EXPECT = {
+    "verdict",
+    "reason",
+    "session_id",
+    "authenticated",
+    "secret_index",
+    "user",
+    "has_expire_time",
+    "attributes",
+}
 KNOWN_USER = {"id", "username", "display_name", "email", "roles"}
 KNOWN_REQUEST = {"cookie_header_text", "cookie_header_b64", "signed_value"}
 
@@ -58,6 +67,9 @@ def check(validation: Validation, expect: dict[str, Any]) -> None:
         if validation.expire_time is not None:
             assert validation.expire_time.tzinfo is UTC
             assert validation.expire_time > datetime(2000, 1, 1, tzinfo=UTC)
+    if "attributes" in expect:
+        assert validation.user is not None
+        assert validation.user.attributes == expect["attributes"]
     if "user" in expect:
         want = expect["user"]
         assert set(want) <= KNOWN_USER, f"unknown user fields {set(want) - KNOWN_USER}"

@@ -16,7 +16,9 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 PUBLIC = [
     "DEFAULT_TIMEOUT",
     "AsyncClient",
+    "BatchItem",
     "Client",
+    "RateLimitedError",
     "SessionValidatorError",
     "SessionValidatorMiddleware",
     "StoreUnavailableError",

@@ -5,7 +5,8 @@ Exit statuses:
 * ``serve``: 0 after a clean shutdown, 1 when it cannot listen, 2 on bad configuration.
 * ``mint``: 0, 1 when the store cannot be written, 2 on bad configuration.
 * ``check``: 0 VALID, 4 BAD_SIGNATURE, 5 MALFORMED, 6 EXPIRED, 7 MISSING,
-  3 when the call fails (UNAVAILABLE, deadline, no server), 2 on bad usage.
+  3 when the call fails (UNAVAILABLE, deadline, no server) or the verdict is one
+  this version does not know (UNSPECIFIED, or a newer one), 2 on bad usage.
 * ``healthcheck``: 0 SERVING, 1 anything else (Docker's HEALTHCHECK contract).
 """
 
@@ -25,7 +26,7 @@ from sessionvalidator_service.config import PREFIX, ConfigError, Settings
 if TYPE_CHECKING:
     import grpc
 
-__all__ = ["CHECK_EXIT", "main"]
+__all__ = ["CHECK_EXIT", "check_exit", "main"]
 
 CHECK_EXIT = {
     "VERDICT_VALID": 0,
@@ -124,8 +125,22 @@ async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]
     return lines
 
 
+DEV_SECRET = Path(".tmp/dev-secret")
+
+
+def _with_dev_secret(env: Mapping[str, str]) -> Mapping[str, str]:
+    """Without a configured secret, use ``make run``'s development secret when it exists here."""
+    if env.get(f"{PREFIX}SECRETS") or env.get(f"{PREFIX}SECRETS_FILE") or not DEV_SECRET.is_file():
+        return env
+    print(
+        f"sessionvalidator mint: no secret configured; using make run's development secret in {DEV_SECRET}",
+        file=sys.stderr,
+    )
+    return {**env, f"{PREFIX}SECRETS_FILE": str(DEV_SECRET.resolve())}
+
+
 def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
-    settings = _settings(env)
+    settings = _settings(_with_dev_secret(env))
     from sessionvalidator_service.stores import StoreError
 
     try:
@@ -181,10 +196,37 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
         try:
             response = pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=args.timeout)
         except grpc.RpcError as exc:
-            print(json.dumps({"error": exc.code().name, "message": exc.details()}))
+            print(json.dumps({"error": exc.code().name, "reason": _error_reason(exc), "message": exc.details()}))
             return EXIT_RPC_FAILED
     print(json_format.MessageToJson(response, preserving_proto_field_name=True, indent=None))
-    return CHECK_EXIT.get(pb.Verdict.Name(response.verdict), EXIT_RPC_FAILED)
+    return check_exit(response.verdict)
+
+
+def check_exit(verdict: int) -> int:
+    """Return ``check``'s exit status for a verdict number: 3 for one this version does not know."""
+    from sessionvalidator.v1 import session_validator_service_pb2 as pb
+
+    name = next((name for name, number in pb.Verdict.items() if number == verdict), None)
+    if name not in CHECK_EXIT:
+        print(f"sessionvalidator: unknown verdict {verdict}: treated as not valid", file=sys.stderr)
+        return EXIT_RPC_FAILED
+    return CHECK_EXIT[name]
+
+
+def _error_reason(exc: Any) -> str | None:
+    """Return the google.rpc.ErrorInfo reason of a failed call, if the status carries one."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:
+        return None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            return str(info.reason)
+    return None
 
 
 def _healthcheck(env: Mapping[str, str], args: argparse.Namespace) -> int:

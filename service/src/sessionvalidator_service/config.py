@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from sessionvalidator_service.gateway import GatewayPolicy, HeaderNames
 from sessionvalidator_service.profile import AttributePolicy
 from sessionvalidator_service.ratelimit import RateLimit
 from sessionvalidator_service.serverkind import KINDS
@@ -252,6 +253,20 @@ def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> f
     return value
 
 
+_HEADER_PREFIX = re.compile(r"^[0-9a-z!#$%&'*+.^_`|~-]{1,64}$")
+
+
+def _gateway(env: Mapping[str, str]) -> GatewayPolicy:
+    """``SESSIONVALIDATOR_GATEWAY_ANONYMOUS`` and ``_GATEWAY_HEADER_PREFIX`` (ext_authz and HTTP forward-auth)."""
+    anonymous = (env.get(PREFIX + "GATEWAY_ANONYMOUS") or "deny").strip().lower()
+    if anonymous not in {"deny", "allow"}:
+        raise ConfigError("GATEWAY_ANONYMOUS", f"must be deny or allow, got {anonymous!r}")
+    prefix = (env.get(PREFIX + "GATEWAY_HEADER_PREFIX") or "x-session-").strip().lower()
+    if not _HEADER_PREFIX.match(prefix) or prefix.startswith(":"):
+        raise ConfigError("GATEWAY_HEADER_PREFIX", f"must be a header name prefix such as x-session-, got {prefix!r}")
+    return GatewayPolicy(allow_anonymous=anonymous == "allow", headers=HeaderNames.with_prefix(prefix))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The service's whole configuration, validated."""
@@ -278,6 +293,9 @@ class Settings:
     attribute_policy: AttributePolicy = field(default_factory=AttributePolicy)
     # Calls in progress at once before new ones are refused (OVERLOADED); 0: no bound.
     max_in_flight: int = 4096
+    # HTTP forward-auth (http_auth.py); None: off.
+    http_listen: str | None = None
+    gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
     # HTTP/2 streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS); 0: grpc's default (no limit).
     max_concurrent_streams: int = 256
 
@@ -328,6 +346,9 @@ class Settings:
         workers = _workers(env)
         if workers > 1 and listen.rpartition(":")[2] == "0":
             raise ConfigError("WORKERS", "several workers share one port: set SESSIONVALIDATOR_LISTEN to a fixed port")
+        http_listen = _listen(env, "HTTP_LISTEN", default=None)
+        if workers > 1 and http_listen is not None and http_listen.rpartition(":")[2] == "0":
+            raise ConfigError("HTTP_LISTEN", "several workers share one port: set a fixed port")
         return cls(
             secrets=secrets,
             store_url=_store_url(env),
@@ -351,4 +372,6 @@ class Settings:
             tls=_tls(env),
             coalesce=_truthy(env, "COALESCE", default=True),
             server=_server(env),
+            http_listen=http_listen,
+            gateway=_gateway(env),
         )

@@ -31,11 +31,16 @@ __all__ = [
 
 _SPACE_TAB = " \t"
 _ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_ASCII_ESCAPE = re.compile(r"%[0-7][0-9A-Fa-f]")
 
 
 def header_from_bytes(raw: bytes) -> str:
     """Return the string Node would hold for these Cookie header bytes."""
     return raw.decode("latin-1")
+
+
+def _ascii_char(match: re.Match[str]) -> str:
+    return chr(int(match.group()[1:], 16))
 
 
 def decode_uri_component(text: str) -> str:
@@ -47,6 +52,10 @@ def decode_uri_component(text: str) -> str:
     """
     if "%" not in text:
         return text
+    if text.count("%") == len(_ASCII_ESCAPE.findall(text)):
+        # Every escape is one ASCII byte (the common `s%3A…` with `%2F`, `%2B`):
+        # each decodes on its own, nothing can be malformed.
+        return _ASCII_ESCAPE.sub(_ascii_char, text)
     parts: list[str] = []
     pos = 0
     for match in _ESCAPE_RUN.finditer(text):

@@ -26,11 +26,13 @@ from sessionvalidator_service.stores import StoredSession
 __all__ = [
     "MAX_CREDENTIAL_LENGTH",
     "Credential",
+    "ParsedSession",
     "Reason",
     "StoredJudgement",
     "UserRecord",
     "Verdict",
     "judge_stored",
+    "parse_session",
     "read_credential",
 ]
 
@@ -226,11 +228,54 @@ def _is_falsy(session: Any) -> bool:
     )
 
 
-def judge_stored(stored: StoredSession, now: datetime) -> StoredJudgement:
+@dataclass(frozen=True, slots=True)
+class ParsedSession:
+    """What a stored session says, independent of the time it is read.
+
+    ``reason`` is set when the session is unusable whatever the time
+    (SESSION_NOT_FOUND for a falsy one, CORRUPT_SESSION); otherwise the stored
+    ``cookie.expires`` and the Passport user are given.
+    """
+
+    reason: Reason | None
+    cookie_expires: datetime | None = None
+    user: UserRecord | None = None
+
+
+_PARSED_NOT_FOUND = ParsedSession(Reason.SESSION_NOT_FOUND)
+_PARSED_CORRUPT = ParsedSession(Reason.CORRUPT_SESSION)
+
+
+def parse_session(data: bytes | Mapping[str, Any]) -> ParsedSession:
+    """Read a stored session (JSON text or a decoded object) as express-session would.
+
+    A pure function of ``data``: callers may cache it by the stored bytes.
+    """
+    if isinstance(data, bytes):
+        try:
+            session: Any = parse_json(data)
+        except ValueError:
+            return _PARSED_CORRUPT
+    else:
+        session = data
+    if _is_falsy(session):
+        # express-session: `else if (!sess) generate()`, a falsy session is none.
+        return _PARSED_NOT_FOUND
+    if not isinstance(session, dict):
+        return _PARSED_CORRUPT
+    cookie = session.get("cookie")
+    if not isinstance(cookie, dict):
+        # Store.createSession reads sess.cookie.expires and throws.
+        return _PARSED_CORRUPT
+    return ParsedSession(None, _parse_expires(cookie.get("expires")), _passport_user(session))
+
+
+def judge_stored(stored: StoredSession, now: datetime, parsed: ParsedSession | None = None) -> StoredJudgement:
     """Judge what the store holds for a verified session id.
 
     This is the one place that decides whether a stored session is usable,
-    whatever store it came from (see :class:`StoredSession`).
+    whatever store it came from (see :class:`StoredSession`). ``parsed`` is
+    :func:`parse_session` of ``stored.data`` when the caller already has it.
     """
     if stored.unusable is not None:
         return _UNUSABLE[stored.unusable]
@@ -243,22 +288,10 @@ def judge_stored(stored: StoredSession, now: datetime) -> StoredJudgement:
         # documents whose `expires` is still ahead; a past one waits for the
         # TTL index or the interval that removes it.
         return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=stored.expires)
-    if isinstance(data, bytes):
-        try:
-            session: Any = parse_json(data)
-        except ValueError:
-            return _CORRUPT
-    else:
-        session = data
-    if _is_falsy(session):
-        # express-session: `else if (!sess) generate()`, a falsy session is none.
-        return _NOT_FOUND
-    if not isinstance(session, dict):
-        return _CORRUPT
-    cookie = session.get("cookie")
-    if not isinstance(cookie, dict):
-        # Store.createSession reads sess.cookie.expires and throws.
-        return _CORRUPT
+    if parsed is None:
+        parsed = parse_session(data)
+    if parsed.reason is not None:
+        return _NOT_FOUND if parsed.reason is Reason.SESSION_NOT_FOUND else _CORRUPT
     if stored.ttl_ms is not None:
         # The key's TTL is the truth: touch/rolling extend it without
         # rewriting the stored cookie.expires.
@@ -266,10 +299,10 @@ def judge_stored(stored: StoredSession, now: datetime) -> StoredJudgement:
     elif stored.expires is not None:
         expire_time = stored.expires
     else:
-        expire_time = _parse_expires(cookie.get("expires"))
+        expire_time = parsed.cookie_expires
         if expire_time is not None and expire_time <= now:
             return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=expire_time)
-    return StoredJudgement(Reason.SESSION_ACTIVE, expire_time=expire_time, user=_passport_user(session))
+    return StoredJudgement(Reason.SESSION_ACTIVE, expire_time=expire_time, user=parsed.user)
 
 
 def _passport_user(session: Mapping[str, Any]) -> UserRecord | None:

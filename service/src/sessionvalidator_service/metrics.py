@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -44,7 +45,16 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions")}
+        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions", "Check", "ForwardAuth")}
+        self._gateway = Counter(
+            "sessionvalidator_gateway_decisions",
+            "Gateway answers (front: ext_authz or http) by decision (allow, deny, unavailable, rate_limited, error)"
+            " and label (verdict, anonymous, or ErrorInfo reason).",
+            ["front", "decision", "label"],
+            registry=registry,
+        )
+        self._gateway_children: dict[tuple[str, str, str], Any] = {}
+        self.observe_single = self._latency["ValidateSession"].observe
         store_errors = Counter(
             "sessionvalidator_store_errors",
             "Calls that failed because the session store could not be read, by ErrorInfo reason.",
@@ -57,6 +67,7 @@ class Metrics:
             "Calls refused with RESOURCE_EXHAUSTED because their peer sent too many bad cookies.",
             registry=registry,
         )
+        self._by_index: dict[int, Any] = {}
         self._secret_index = Counter(
             "sessionvalidator_secret_verifications",
             "Signatures verified, by the position of the secret that verified them (0 = current).",
@@ -88,7 +99,18 @@ class Metrics:
         """Count one answered credential."""
         self._by_reason[reason].inc()
         if secret_index is not None:
-            self._secret_index.labels(str(secret_index)).inc()
+            child = self._by_index.get(secret_index)
+            if child is None:
+                child = self._by_index[secret_index] = self._secret_index.labels(str(secret_index))
+            child.inc()
+
+    def gateway_decision(self, front: str, decision: str, label: str) -> None:
+        """Count one answer given to a gateway."""
+        key = (front, decision, label)
+        child = self._gateway_children.get(key)
+        if child is None:  # a handful of combinations: bound once each
+            child = self._gateway_children[key] = self._gateway.labels(front, decision, label)
+        child.inc()
 
     def overloaded(self, cause: str) -> None:
         """Count one call refused for overload."""

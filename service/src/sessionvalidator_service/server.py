@@ -16,7 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
+from sessionvalidator_service import ext_authz
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
+from sessionvalidator_service.http_auth import HttpAuthServer
 from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.overload import LoopLag
 from sessionvalidator_service.serverkind import kind_named
@@ -87,14 +89,25 @@ class ReadinessMonitor:
         interval_s: float = 0.25,
         ping_timeout_s: float = 0.5,
         failures_to_flip: int = 2,
+        services: tuple[str, ...] = (READINESS_SERVICE,),
     ) -> None:
         self._health = health_servicer
+        self._services = services
         self._store = store
         self._metrics = metrics
         self._interval = interval_s
         self._ping_timeout = ping_timeout_s
         self._failures_to_flip = failures_to_flip
         self._serving: bool | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether the store answered the last pings (readiness SERVING)."""
+        return self._serving is True
+
+    async def _set(self, status: Any) -> None:
+        for service in self._services:
+            await self._health.set(service, status)
 
     async def run(self) -> None:
         """Ping forever; cancel to stop."""
@@ -111,7 +124,7 @@ class ReadinessMonitor:
                         extra={"event": "readiness", "serving": False, "error": type(exc).__name__},
                     )
                     self._metrics.ready.set(0)
-                    await self._health.set(READINESS_SERVICE, NOT_SERVING)
+                    await self._set(NOT_SERVING)
             else:
                 failures = 0
                 if self._serving is not True:
@@ -120,7 +133,7 @@ class ReadinessMonitor:
                         "session store reachable; readiness is SERVING", extra={"event": "readiness", "serving": True}
                     )
                     self._metrics.ready.set(1)
-                    await self._health.set(READINESS_SERVICE, SERVING)
+                    await self._set(SERVING)
             await asyncio.sleep(self._interval)
 
 
@@ -165,6 +178,7 @@ class Service:
         health_servicer: HealthServicer,
         monitor_task: asyncio.Task[None],
         loop_lag: LoopLag,
+        http: HttpAuthServer | None = None,
     ) -> None:
         self.metrics = metrics
         self.settings = settings
@@ -174,6 +188,7 @@ class Service:
         self.validator = validator
         self.health = health_servicer
         self._monitor_task = monitor_task
+        self.http = http
         self._loop_lag = loop_lag
 
     @classmethod
@@ -218,14 +233,23 @@ class Service:
         )
         server = kind.new_server(reuse_port=reuse_port, max_concurrent_streams=settings.max_concurrent_streams)
         _add_servicer(servicer, server)
+        peer_header, identify = settings.rate_limit_peer_header, settings.rate_limit is not None
+        ext_authz.add_to_server(
+            ext_authz.AuthorizationServicer(
+                validator, metrics=metrics, policy=settings.gateway, peer_header=peer_header, identify=identify
+            ),
+            server,
+        )
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
-        await health_servicer.set(READINESS_SERVICE, NOT_SERVING)
+        for name in (READINESS_SERVICE, ext_authz.SERVICE_NAME):
+            await health_servicer.set(name, NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             ReflectionServicer(
                 (
                     READINESS_SERVICE,
+                    ext_authz.SERVICE_NAME,
                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                     reflection.SERVICE_NAME,
                 )
@@ -241,9 +265,27 @@ class Service:
             await store.aclose()
             msg = f"cannot listen on {settings.listen}: {exc}"
             raise OSError(msg) from exc
+        monitor = ReadinessMonitor(
+            health_servicer, store, metrics, services=(READINESS_SERVICE, ext_authz.SERVICE_NAME)
+        )
+        http = None
+        if settings.http_listen is not None:
+            http = HttpAuthServer(
+                validator,
+                metrics=metrics,
+                policy=settings.gateway,
+                ready=lambda: monitor.serving,
+                peer_header=peer_header,
+                identify=identify,
+            )
+            try:
+                await http.start(settings.http_listen, reuse_port=reuse_port)
+            except OSError as exc:
+                await store.aclose()
+                msg = f"cannot listen on {settings.http_listen}: {exc}"
+                raise OSError(msg) from exc
         await server.start()
         loop_lag.start()
-        monitor = ReadinessMonitor(health_servicer, store, metrics)
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
         log.info(
             "serving",
@@ -258,6 +300,7 @@ class Service:
                 "secrets": len(settings.secrets),
                 "pid": os.getpid(),
                 "tls": "off" if settings.tls is None else ("mutual" if settings.tls.client_ca else "on"),
+                "http_port": http.port if http is not None else None,
             },
         )
         return cls(
@@ -270,6 +313,7 @@ class Service:
             health_servicer=health_servicer,
             monitor_task=task,
             loop_lag=loop_lag,
+            http=http,
         )
 
     def reload_secrets(self, env: Mapping[str, str]) -> bool:
@@ -296,7 +340,10 @@ class Service:
         self._monitor_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._monitor_task
-        await self.server.stop(grace)
+        if self.http is not None:
+            await asyncio.gather(self.http.stop(grace), self.server.stop(grace))
+        else:
+            await self.server.stop(grace)
         await self._loop_lag.stop()
         await self.store.aclose()
         log.info("stopped", extra={"event": "stopped"})

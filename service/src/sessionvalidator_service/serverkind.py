@@ -3,6 +3,9 @@
 Everything that differs between them is decided here, so an experiment is
 added or removed in one diff: how a server is created and with which
 options, whether it can serve TLS, and whether it can send retry pushback.
+Both kinds serve every service the server registers, Envoy's
+``envoy.service.auth.v3.Authorization`` (ext_authz.py) included
+(tests/fast/test_inprocess_gateway.py runs ``Check`` on each).
 """
 
 from __future__ import annotations

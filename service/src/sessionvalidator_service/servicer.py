@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any, NoReturn
 
 import grpc
@@ -58,6 +59,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # response stays small whatever the store holds, so what a client that does not
 # read can make the server hold is bounded by the streams a connection may open.
 MAX_PROFILE_BYTES = 64 * 1024
+_CACHED_PROFILES = 4096
 
 
 def credential_input(request: pb.ValidateSessionRequest) -> CredentialInput:
@@ -132,6 +134,7 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         # Without a rate limit nobody needs to know who is calling.
         self._identify = identify
         cookie_name = validator.cookie_name
+        self._profiles: dict[int, tuple[Profile, pb.UserProfile]] = {}
         # Verdicts decided by the cookie alone carry no per-call data; they
         # are built once and serialized from the same message every time.
         self._fixed = {
@@ -170,9 +173,22 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         )
         if outcome.expire_time is not None:
             response.expire_time.CopyFrom(timestamp(outcome.expire_time))
-        if outcome.profile is not None:
-            response.user.CopyFrom(user_profile(outcome.profile))
+        profile = outcome.profile
+        if profile is not None:
+            response.user.CopyFrom(self._user_message(profile))
         return response
+
+    def _user_message(self, profile: Profile) -> pb.UserProfile:
+        """Return the UserProfile of ``profile``, built once per profile the validator keeps (see Validator._parsed)."""
+        cached = self._profiles.get(id(profile))
+        if cached is not None and cached[0] is profile:
+            return cached[1]
+        message = user_profile(profile)
+        if len(self._profiles) >= _CACHED_PROFILES:
+            self._profiles.clear()
+        # The profile is kept alive beside its message, so its id cannot be reused meanwhile.
+        self._profiles[id(profile)] = (profile, message)
+        return message
 
     async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], failure: Failure) -> NoReturn:
         await abort(context, failure, retry_pushback=self._retry_pushback)
@@ -185,14 +201,18 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         """Judge one credential; a store failure ends the call with UNAVAILABLE."""
         if request is None:  # not a protobuf message at all (see wire.py)
             await self._fail(context, malformed_request())
-        with self._metrics.timed("ValidateSession"):
-            try:
-                outcome = await self._validator.validate(credential_input(request), self._identity(context))
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a status (errors.py)
-                await self._fail(context, self._reporter.failure(exc))
-            if outcome.reason is None:
-                await self._fail(context, rate_limited(outcome.retry_after_s or 0.0, outcome.scope))
-            return self._response(outcome)
+        started = perf_counter()
+        try:
+            outcome = await self._validator.validate(credential_input(request), self._identity(context))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status (errors.py)
+            self._metrics.observe_single(perf_counter() - started)
+            await self._fail(context, self._reporter.failure(exc))
+        if outcome.reason is None:
+            self._metrics.observe_single(perf_counter() - started)
+            await self._fail(context, rate_limited(outcome.retry_after_s or 0.0, outcome.scope))
+        response = self._response(outcome)
+        self._metrics.observe_single(perf_counter() - started)
+        return response
 
     async def ValidateSessions(  # noqa: N802 - gRPC method name
         self,

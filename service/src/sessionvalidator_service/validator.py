@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sessionvalidator_service.domain import Credential, Reason, UserRecord, judge_stored, read_credential
+from sessionvalidator_service.domain import (
+    Credential,
+    ParsedSession,
+    Reason,
+    UserRecord,
+    judge_stored,
+    parse_session,
+    read_credential,
+)
 from sessionvalidator_service.logs import LogBudget, SessionIdHasher
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.overload import LoopLag
@@ -45,6 +53,10 @@ MAX_BATCH_BYTES = 1024 * 1024
 # browser keeps a cookie under 4 KiB) are refused without being decoded or
 # verified: a flood of large refused values costs the flooder, not the server.
 UNREAD_WHEN_LIMITED = 4096
+# Stored sessions up to this size are parsed once per distinct value, for up to
+# this many distinct values (then the cache starts afresh).
+CACHED_SESSION_BYTES = 8192
+CACHED_SESSIONS = 4096
 
 # ("header", latin-1 text of the Cookie header) or ("value", the bare cookie value).
 CredentialInput = tuple[Literal["header", "value"], str]
@@ -121,6 +133,7 @@ class Validator:
         self._late_s = store_timeout_s / 2
         self._clock = clock
         self._logs = LogBudget(log)
+        self._cache: dict[bytes, tuple[ParsedSession, Profile | None]] = {}
 
     @property
     def cookie_name(self) -> str:
@@ -231,26 +244,54 @@ class Validator:
         assert reason is not None  # noqa: S101 - callers check
         self._metrics.judged(reason, credential.secret_index)
         if reason is Reason.SIGNATURE_MISMATCH:
-            self._logs.warning("bad_signature", "cookie signature rejected", scope=identity.scope if identity else "")
+            # Who sent it (a transport address, or the client a trusted gateway named), never the cookie.
+            who = {"peer": identity.key} if identity is not None else {}
+            self._logs.warning("bad_signature", "cookie signature rejected", **who)
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("cookie rejected", extra={"event": "rejected", "reason": reason.label})
         return Outcome(reason, credential)
 
+    def _parsed(self, stored: StoredSession) -> tuple[ParsedSession | None, Profile | None]:
+        """Parse a stored session, and build the profile of a user stored in it, once per distinct value.
+
+        Both are pure functions of the stored bytes (expiry is judged per call
+        from the TTL and the clock), so identical sessions, which every
+        session is between two requests of its user, are read once. The
+        cache is bounded in entries and in the size of what it keeps.
+        """
+        data = stored.data
+        if not isinstance(data, bytes) or stored.unusable is not None or not data:
+            return None, None
+        cached = self._cache.get(data)
+        if cached is not None:
+            return cached
+        parsed = parse_session(data)
+        user = parsed.user
+        profile = None
+        if user is not None and user.record is not None:
+            profile = build_profile(user, user.record, self._policy)
+        if len(data) <= CACHED_SESSION_BYTES:
+            if len(self._cache) >= CACHED_SESSIONS:
+                self._cache.clear()
+            self._cache[data] = (parsed, profile)
+        return parsed, profile
+
     def _judge(self, credential: Credential, stored: StoredSession) -> Outcome:
-        judgement = judge_stored(stored, self._clock())
+        parsed, profile = self._parsed(stored)
+        judgement = judge_stored(stored, self._clock(), parsed)
         reason = judgement.reason
         self._metrics.judged(reason, credential.secret_index)
         if reason is not Reason.SESSION_ACTIVE:
             self._log_unusable(reason, credential.session_id or "")
             return Outcome(reason, credential, judgement.expire_time)
-        return Outcome(reason, credential, judgement.expire_time, judgement.user)
+        return Outcome(reason, credential, judgement.expire_time, judgement.user, profile)
 
     def _needs_record(self, outcome: Outcome) -> bool:
         return outcome.user is not None and outcome.user.record is None and self._store.has_user_records
 
     def _profile(self, outcome: Outcome, record: object = None) -> None:
         user = outcome.user
-        if user is not None:
+        if user is not None and outcome.profile is None:
             found = user.record if user.record is not None else record
             outcome.profile = build_profile(user, found if isinstance(found, dict) else None, self._policy)
 
@@ -322,8 +363,7 @@ class Validator:
                 for outcome, record in zip(pending, records, strict=True):
                     self._profile(outcome, record)
             for outcome in done:
-                if outcome.user is not None and outcome.profile is None:
-                    self._profile(outcome)  # the user object itself, or an id without a record
+                self._profile(outcome)  # the user object itself, or an id without a record
             return done
         finally:
             self._in_flight -= 1

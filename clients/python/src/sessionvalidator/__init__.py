@@ -15,14 +15,21 @@ validator could not decide. The generated protobuf and gRPC modules live in
 from sessionvalidator._asgi import SessionValidatorMiddleware
 from sessionvalidator._channel import DEFAULT_TIMEOUT
 from sessionvalidator._client import AsyncClient, Client
-from sessionvalidator._errors import SessionValidatorError, StoreUnavailableError, ValidatorTimeoutError
-from sessionvalidator._models import User, Validation
+from sessionvalidator._errors import (
+    RateLimitedError,
+    SessionValidatorError,
+    StoreUnavailableError,
+    ValidatorTimeoutError,
+)
+from sessionvalidator._models import BatchItem, User, Validation
 from sessionvalidator._wsgi import validate_environ
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "AsyncClient",
+    "BatchItem",
     "Client",
+    "RateLimitedError",
     "SessionValidatorError",
     "SessionValidatorMiddleware",
     "StoreUnavailableError",

@@ -19,6 +19,7 @@ __all__ = [
     "ChannelOption",
     "channel_credentials",
     "channel_options",
+    "check_target",
     "check_timeout",
     "normalize_target",
 ]
@@ -34,8 +35,12 @@ DEFAULT_TIMEOUT = 0.15
 # Spread calls over every address the name resolves to, and retry UNAVAILABLE
 # (the store or a validator replica could not answer) twice, quickly. Retries
 # happen inside the call's deadline; they never extend it.
+# retryThrottling stops retrying altogether when most calls fail, so an outage
+# does not triple the load on the validators. The same config is in every
+# client (tests/vectors/client_conformance.json).
 SERVICE_CONFIG: dict[str, Any] = {
     "loadBalancingConfig": [{"round_robin": {}}],
+    "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
     "methodConfig": [
         {
             "name": [{"service": SERVICE_NAME}],
@@ -50,17 +55,60 @@ SERVICE_CONFIG: dict[str, Any] = {
     ],
 }
 
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+
 _DEFAULT_OPTIONS: tuple[ChannelOption, ...] = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ("grpc.enable_retries", 1),
     ("grpc.service_config", json.dumps(SERVICE_CONFIG, separators=(",", ":"))),
 )
 
-# "scheme:rest" where rest is not just a port number: "dns:///h:1", "ipv4:1.2.3.4:1",
-# "unix:/run/sv.sock", "xds:///sv" have a scheme; "localhost:50051", "[::1]:50051",
-# "10.0.0.7:50051" and "validator" do not.
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!\d*$)")
+#: The gRPC resolver schemes a target may name (the same list in every client).
+TARGET_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract", "xds", "passthrough")
+_KNOWN_SCHEME = re.compile(r"^(?:dns|ipv4|ipv6|unix|unix-abstract|xds|passthrough):")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_PORT = re.compile(r"^(\[[^\]]*\]|[^:\[\]]*):([^:]*)$")
+
+
+def check_target(target: object) -> str:
+    """Return ``target`` if it is ``host:port`` (port 1-65535) or a gRPC target with a known scheme.
+
+    Anything else (``None``, ``""``, ``"localhost"``, ``"http://host:1"``,
+    blanks) raises :class:`ValueError` naming the target and what is expected,
+    so a missing setting fails at start-up instead of with every request.
+    """
+
+    def bad(why: str) -> ValueError:
+        return ValueError(
+            f"sessionvalidator: bad target {target!r}: {why}; want host:port (such as localhost:50051) "
+            "or a gRPC target such as dns:///name:50051 or unix:///path"
+        )
+
+    if not isinstance(target, str):
+        raise bad("it is not a string (is the address setting missing?)")
+    if not target:
+        raise bad("it is empty (is the address setting missing?)")
+    if any(ch.isspace() for ch in target):
+        raise bad("it contains blanks")
+    scheme = _KNOWN_SCHEME.match(target)
+    if scheme:
+        if not target[scheme.end() :].strip("/"):
+            raise bad("nothing follows the scheme")
+        return target
+    url = _URL.match(target)
+    if url:
+        raise bad(f"it is a URL with scheme {url.group(1)}, not a gRPC target")
+    host_port = _HOST_PORT.match(target)
+    if host_port is None:
+        raise bad("it has no port")
+    host, port = host_port.groups()
+    if host in {"", "[]"}:
+        raise bad("it has no host")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):  # noqa: PLR2004 - the port range
+        raise bad("the port is not a number from 1 to 65535")
+    return target
 
 
 def normalize_target(target: str) -> str:
@@ -68,11 +116,10 @@ def normalize_target(target: str) -> str:
 
     The DNS resolver returns every address of the name, which is what the
     ``round_robin`` policy needs to spread calls over all validator replicas.
+    Raises :class:`ValueError` for a target :func:`check_target` refuses.
     """
-    target = target.strip()
-    if not target:
-        raise ValueError("target must name the SessionValidator service, such as 'sessionvalidator:50051'")
-    if _SCHEME.match(target):
+    check_target(target)
+    if _KNOWN_SCHEME.match(target):
         return target
     return "dns:///" + target
 

@@ -17,8 +17,8 @@ from sessionvalidator._channel import (
     check_timeout,
     normalize_target,
 )
-from sessionvalidator._errors import from_rpc_error
-from sessionvalidator._models import Validation, from_response
+from sessionvalidator._errors import SessionValidatorError, from_item_error, from_rpc_error
+from sessionvalidator._models import BatchItem, Validation, from_response
 from sessionvalidator._requests import Headers, cookie_header_request, headers_request, signed_value_request
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
@@ -52,6 +52,22 @@ class _Settings:
 
     def deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else check_timeout(timeout)
+
+
+#: The most credentials one batch may carry (more is INVALID_ARGUMENT, BATCH_TOO_LARGE).
+MAX_BATCH = 256
+
+
+def _batch_items(
+    requests: Sequence[pb.ValidateSessionRequest], response: pb.ValidateSessionsResponse
+) -> list[BatchItem]:
+    if len(response.responses) != len(requests):
+        msg = f"the service answered {len(response.responses)} of {len(requests)} credentials"
+        raise SessionValidatorError(msg, code=grpc.StatusCode.INTERNAL)
+    return [
+        BatchItem(from_response(item), from_item_error(item.error) if item.HasField("error") else None)
+        for item in response.responses
+    ]
 
 
 class Client:
@@ -129,6 +145,29 @@ class Client:
     def validate_signed_value(self, value: str, *, timeout: float | None = None) -> Validation:
         """Judge a bare cookie value, such as ``s%3A<sid>.<signature>``."""
         return self._call(signed_value_request(value), timeout)
+
+    def validate_batch(
+        self, requests: Sequence[pb.ValidateSessionRequest], *, timeout: float | None = None
+    ) -> list[BatchItem]:
+        """Judge up to 256 credentials in one call and one store round trip, in order.
+
+        An exception means the whole call failed (store down, overload, a banned
+        client, too many credentials); a credential refused on its own gets a
+        :class:`BatchItem` with ``error``.
+        """
+        try:
+            response = self._stub.ValidateSessions(
+                pb.ValidateSessionsRequest(requests=requests), timeout=self._settings.deadline(timeout)
+            )
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return _batch_items(requests, response)
+
+    def validate_cookie_headers(
+        self, headers: Sequence[bytes | str | None], *, timeout: float | None = None
+    ) -> list[BatchItem]:
+        """:meth:`validate_batch` for Cookie headers (each as :meth:`validate_cookie_header` takes it)."""
+        return self.validate_batch([cookie_header_request(h) for h in headers], timeout=timeout)
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -228,6 +267,25 @@ class AsyncClient:
     async def validate_signed_value(self, value: str, *, timeout: float | None = None) -> Validation:
         """Judge a bare cookie value, such as ``s%3A<sid>.<signature>``."""
         return await self._call(signed_value_request(value), timeout)
+
+    async def validate_batch(
+        self, requests: Sequence[pb.ValidateSessionRequest], *, timeout: float | None = None
+    ) -> list[BatchItem]:
+        """Judge up to 256 credentials in one call (see :meth:`Client.validate_batch`)."""
+        stub = self._connected()
+        try:
+            response = await stub.ValidateSessions(
+                pb.ValidateSessionsRequest(requests=requests), timeout=self._settings.deadline(timeout)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return _batch_items(requests, response)
+
+    async def validate_cookie_headers(
+        self, headers: Sequence[bytes | str | None], *, timeout: float | None = None
+    ) -> list[BatchItem]:
+        """:meth:`validate_batch` for Cookie headers (each as :meth:`validate_cookie_header` takes it)."""
+        return await self.validate_batch([cookie_header_request(h) for h in headers], timeout=timeout)
 
     async def aclose(self) -> None:
         """Close the channel (if it was opened); calls in flight are cancelled."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
+from sessionvalidator._errors import SessionValidatorError
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 
 __all__ = ["User", "Validation", "from_response"]
@@ -97,6 +98,19 @@ def _user(profile: pb.UserProfile) -> User:
         roles=tuple(profile.roles),
         attributes=_attributes(profile.attributes),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One credential's answer in a batch (``validate_batch``).
+
+    ``error`` is set when the service refused that credential on its own (a
+    bad cookie over the caller's rate limit: a :class:`RateLimitedError` with
+    ``retry_delay``); ``validation`` is then not valid.
+    """
+
+    validation: Validation
+    error: SessionValidatorError | None = None
 
 
 def from_response(response: pb.ValidateSessionResponse) -> Validation:

@@ -20,12 +20,21 @@ Headers = Iterable[tuple[bytes | str, bytes | str]] | Mapping[str, str] | Mappin
 _COOKIE = b"cookie"
 
 
-def _as_bytes(text: str) -> bytes | None:
-    """Return the bytes a latin-1 decoded header came from, or ``None`` if ``text`` cannot be such a string."""
+def _as_bytes(text: str) -> bytes:
+    """Return the bytes a latin-1 decoded header came from.
+
+    Text with a character above U+00FF cannot have come from header bytes
+    (Node's http refuses to write such a header): :class:`ValueError`, before
+    any call. The same rule in every client (tests/vectors/client_conformance.json).
+    """
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:
-        return None
+        msg = (
+            "cookie header text has a character above U+00FF, which no header bytes decode to; "
+            "pass the raw header bytes"
+        )
+        raise ValueError(msg) from None
 
 
 def cookie_header_request(header: bytes | bytearray | str | None) -> pb.ValidateSessionRequest:
@@ -34,17 +43,14 @@ def cookie_header_request(header: bytes | bytearray | str | None) -> pb.Validate
     Bytes are sent as they are. Text is taken to be the header bytes decoded as
     latin-1 (what ASGI and WSGI frameworks, ``http.server`` and Node give you),
     so it is encoded back to those bytes; text that cannot have come from bytes
-    that way (a character above U+00FF) is sent unchanged as
-    ``cookie_header_text``. ``None`` means the request had no Cookie header.
+    that way (a character above U+00FF) raises :class:`ValueError`, as Node
+    refuses it. ``None`` means the request had no Cookie header.
     """
     if header is None:
         return pb.ValidateSessionRequest()
     if isinstance(header, bytes | bytearray):
         return pb.ValidateSessionRequest(cookie_header=bytes(header))
-    raw = _as_bytes(header)
-    if raw is None:
-        return pb.ValidateSessionRequest(cookie_header_text=header)
-    return pb.ValidateSessionRequest(cookie_header=raw)
+    return pb.ValidateSessionRequest(cookie_header=_as_bytes(header))
 
 
 def signed_value_request(value: str) -> pb.ValidateSessionRequest:
@@ -71,7 +77,4 @@ def headers_request(headers: Headers) -> pb.ValidateSessionRequest:
     if not values:
         return pb.ValidateSessionRequest()
     raw = [value if isinstance(value, bytes) else _as_bytes(value) for value in values]
-    if all(part is not None for part in raw):
-        return pb.ValidateSessionRequest(cookie_header=b"; ".join(part for part in raw if part is not None))
-    text = [value.decode("latin-1") if isinstance(value, bytes) else value for value in values]
-    return pb.ValidateSessionRequest(cookie_header_text="; ".join(text))
+    return pb.ValidateSessionRequest(cookie_header=b"; ".join(raw))

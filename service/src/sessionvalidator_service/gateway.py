@@ -1,0 +1,172 @@
+"""What a gateway is told: the decision table shared by Envoy ext_authz and HTTP forward-auth.
+
+Both gateway front ends (:mod:`.ext_authz` over gRPC, :mod:`.http_auth` over
+HTTP) turn a validator :class:`~.validator.Outcome` or a
+:class:`~.errors.Failure` into one :class:`Decision`, here, so they cannot
+disagree:
+
+| outcome | status | upstream gets |
+|---|---|---|
+| VALID, Passport user | 200 | the user headers (client copies removed) |
+| VALID, no user (anonymous) | 401, or 200 without user headers when anonymous sessions are allowed | — |
+| any other verdict | 401, JSON body naming the verdict, ``cache-control: no-store`` | — |
+| store outage or timeout, overload | 503 (never 401: a 401 logs browsers out) | — |
+| too many bad cookies from one client | 429 with ``retry-after`` | — |
+| a bug | 500 | — |
+
+An allow names every header, empty where the user has no such field (no
+email) or there is no user (an allowed anonymous session): Envoy is told to
+remove those, and forward-auth sends them empty, because Caddy 2.6's
+``copy_headers`` would otherwise set the literal placeholder text and keep
+nothing from deleting a client's copy. Header values carry
+only visible ASCII: anything else (non-ASCII names, control characters, the
+``%`` sign itself) is percent-encoded as UTF-8, so a stored user can never
+split or forge a header. Roles are joined with ``,``
+after each role is encoded the same way (a ``,`` inside a role is ``%2C``).
+The session id never leaves: the upstream gets its 12-hex tag.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+
+from sessionvalidator_service.domain import Verdict
+from sessionvalidator_service.errors import Failure
+from sessionvalidator_service.validator import Outcome
+
+__all__ = [
+    "DEFAULT_HEADER_PREFIX",
+    "Decision",
+    "GatewayPolicy",
+    "HeaderNames",
+    "decide",
+    "failed",
+    "header_value",
+    "join_cookie_headers",
+]
+
+DEFAULT_HEADER_PREFIX = "x-session-"
+# Visible ASCII and space, except '%' (the escape) and ',' (the roles separator).
+_UNSAFE = re.compile(r"[^\x20-\x24\x26-\x2b\x2d-\x7e]")
+_NO_STORE = ("cache-control", "no-store")
+_JSON = ("content-type", "application/json")
+
+Kind = Literal["allow", "deny", "unavailable", "rate_limited", "error"]
+
+
+def header_value(text: str) -> str:
+    """``text`` made safe for an HTTP header value (see the module docstring)."""
+    if not _UNSAFE.search(text):
+        return text
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")), text)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderNames:
+    """The request headers that carry the user to the upstream (lower case)."""
+
+    user_id: str
+    username: str
+    email: str
+    roles: str
+    sid_tag: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> HeaderNames:
+        """``x-session-user-id``, ``-username``, ``-email``, ``-roles`` and ``-sid-tag`` for prefix ``x-session-``."""
+        prefix = prefix.lower()
+        return cls(prefix + "user-id", prefix + "username", prefix + "email", prefix + "roles", prefix + "sid-tag")
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every name, in a fixed order: what gateways strip from client requests."""
+        return (self.user_id, self.username, self.email, self.roles, self.sid_tag)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPolicy:
+    """How gateway front ends answer (``SESSIONVALIDATOR_GATEWAY_*``)."""
+
+    allow_anonymous: bool = False
+    headers: HeaderNames = field(default_factory=lambda: HeaderNames.with_prefix(DEFAULT_HEADER_PREFIX))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One answer to a gateway: allow with headers for the upstream, or deny with a response."""
+
+    kind: Kind
+    status: int
+    # allow: headers to set on the upstream request; otherwise: response headers for the client.
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    # The metric label: a verdict name, "anonymous", or an ErrorInfo reason.
+    label: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the request goes on to the upstream."""
+        return self.kind == "allow"
+
+
+def _denied(body: dict[str, object], label: str) -> Decision:
+    return Decision("deny", 401, (_NO_STORE, _JSON), orjson.dumps(body), label)
+
+
+_DENIED = {v: _denied({"verdict": v.value}, v.value) for v in Verdict if v is not Verdict.VALID}
+_ANONYMOUS_DENIED = _denied({"verdict": Verdict.VALID.value, "authenticated": False}, "anonymous")
+
+
+def decide(outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str]) -> Decision:
+    """Decide for a judged credential (``outcome.reason`` is set; ``tag`` hashes a session id)."""
+    reason = outcome.reason
+    assert reason is not None  # noqa: S101 - callers turn a refused credential into a failure first
+    if reason.verdict is not Verdict.VALID:
+        return _DENIED[reason.verdict]
+    names = policy.headers
+    if outcome.user is None:
+        if not policy.allow_anonymous:
+            return _ANONYMOUS_DENIED
+        return Decision("allow", 200, tuple((name, "") for name in names.all), b"", "anonymous")
+    profile = outcome.profile
+    user_id = profile.id if profile is not None else outcome.user.user_id
+    fields = (
+        (user_id, "", "", "")
+        if profile is None
+        else (profile.id, profile.username, profile.email, ",".join(header_value(role) for role in profile.roles))
+    )
+    return Decision(
+        "allow",
+        200,
+        (
+            (names.user_id, header_value(fields[0])),
+            (names.username, header_value(fields[1])),
+            (names.email, header_value(fields[2])),
+            (names.roles, fields[3]),
+            (names.sid_tag, tag(outcome.credential.session_id or "")),
+        ),
+        b"",
+        "VALID",
+    )
+
+
+def failed(failure: Failure) -> Decision:
+    """Decide when nothing could be decided: 503, 429 or 500, never 401 and never 200."""
+    status = failure.http_status
+    headers: list[tuple[str, str]] = [_NO_STORE, _JSON]
+    if failure.retry_after_s is not None:
+        headers.append(("retry-after", str(max(1, math.ceil(failure.retry_after_s)))))
+    kind: Kind = "unavailable" if status == 503 else "rate_limited" if status == 429 else "error"  # noqa: PLR2004
+    body = orjson.dumps({"error": failure.reason_name})
+    return Decision(kind, status, tuple(headers), body, failure.reason_name)
+
+
+def join_cookie_headers(values: Sequence[bytes]) -> bytes:
+    """Several Cookie headers as one, joined with ``; `` as HTTP/2 and Node do."""
+    return values[0] if len(values) == 1 else b"; ".join(values)

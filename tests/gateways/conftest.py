@@ -1,0 +1,70 @@
+"""Gateway fixtures: a real redis-server, the real service (gRPC and HTTP forward-auth), an echoing upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sessionvalidator_service.mint import MintedSession, mint_session
+from sessionvalidator_service.signature import Signer
+from tests.gateways.support import GATEWAYS, EchoUpstream, Gateway
+from tests.support.processes import RedisServer, ValidatorProcess
+
+SECRET = "gateway tests: a signing secret comfortably over 32 bytes"  # noqa: S105 - a test secret
+SIGNER = Signer((SECRET,))
+USER = {"id": "u-7", "username": "ann", "email": "ann@example.com", "roles": ["admin", "dev"]}
+
+
+@dataclass
+class Stack:
+    """Everything behind the gateway."""
+
+    redis: RedisServer
+    validator: ValidatorProcess
+    http_port: int
+    upstream: EchoUpstream
+
+    def store(self, session: MintedSession) -> str:
+        """Write ``session`` as connect-redis would; return its Cookie header pair."""
+        self.redis.client().set("sess:" + session.session_id, session.stored_json, ex=session.ttl_s)
+        return session.cookie_header("connect.sid")
+
+    def valid(self, user: object = USER) -> tuple[str, MintedSession]:
+        session = mint_session(SIGNER, user=user)
+        return self.store(session), session
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    redis = RedisServer().start()
+    upstream = EchoUpstream().start()
+    validator = ValidatorProcess(
+        {
+            "SESSIONVALIDATOR_SECRETS": SECRET,
+            "SESSIONVALIDATOR_REDIS_URL": redis.url,
+            "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
+        }
+    )
+    try:
+        validator.start()
+        validator.wait_ready()
+        assert validator.output is not None
+        serving = next(r for r in validator.output.json_lines() if r.get("event") == "serving")
+        yield Stack(redis, validator, int(serving["http_port"]), upstream)
+    finally:
+        validator.close()
+        upstream.close()
+        redis.close()
+
+
+@pytest.fixture(scope="module", params=sorted(GATEWAYS))
+def gateway(request: pytest.FixtureRequest, stack: Stack) -> Iterator[Gateway]:
+    running = GATEWAYS[request.param](
+        grpc_port=stack.validator.port, http_port=stack.http_port, upstream_port=stack.upstream.port
+    ).start()
+    try:
+        yield running
+    finally:
+        running.close()
