@@ -159,7 +159,7 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-gateways test-python test-go test-node ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, -gateways, the 3 clients
+test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, -gateways, the 3 clients, test-deploy
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ferretdb ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
@@ -206,6 +206,136 @@ test-mongo: venv node-deps ferretdb ## The MongoDB store's tests alone: store, s
 .PHONY: test-gateways
 test-gateways: system-deps gateway-deps venv ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
 	$(PY) -m pytest tests/gateways
+
+# ---------------------------------------------------------------- image and deployment (README "Deploy")
+# requirements/runtime.txt is the one human-edited list of pins; `make lock`
+# derives the hash-pinned files the image installs with --require-hashes.
+LOCK_PYTHON := 3.11
+BUILD_REQUIRES := hatchling==1.33.0
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --generate-hashes --python-version $(LOCK_PYTHON) \
+  --custom-compile-command 'make lock'
+IMAGE ?= sessionvalidator:dev
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+IMAGE_OFFLINE ?= 0
+WHEELHOUSE := $(TMP)/wheelhouse
+# docker when its daemon answers, else podman (make test-image installs it).
+CONTAINER_ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+# This kind of machine: crun refuses its hybrid cgroups, so runc; podman's
+# default ulimits cannot be set here, so pass ones that can (--format docker
+# keeps the HEALTHCHECK, which the OCI format drops).
+PODMAN_RUNTIME ?= runc
+PODMAN_ULIMITS ?= --ulimit nofile=16384:16384 --ulimit nproc=4096:4096
+ENGINE_FLAGS = $(if $(filter podman,$(CONTAINER_ENGINE)),--runtime $(PODMAN_RUNTIME))
+ENGINE_BUILD_FLAGS = $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker --network host $(PODMAN_ULIMITS))
+TEST_BASE_IMAGE := localhost/sessionvalidator-base:bookworm-py311
+TEST_BASE_TAR := $(TMP)/image/base-bookworm-py311.tar
+TEST_IMAGE := localhost/sessionvalidator:test
+TEST_REDIS_IMAGE := localhost/sessionvalidator-redis:bookworm
+TEST_REDIS_TAR := $(TMP)/image/redis-bookworm.tar
+DEBIAN_SOURCES := "deb http://deb.debian.org/debian bookworm main" \
+  "deb http://deb.debian.org/debian bookworm-updates main" \
+  "deb http://deb.debian.org/debian-security bookworm-security main"
+MMDEBSTRAP := SOURCE_DATE_EPOCH=1700000000 mmdebstrap --quiet --variant=minbase \
+  --aptopt='Apt::Install-Recommends "false"' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+  --customize-hook='rm -rf "$$1"/var/lib/apt/lists/* "$$1"/var/cache/apt/*'
+# Imports a cached root filesystem tarball as an image unless it already is.
+define podman_import
+if ! podman image exists $(2) || [ $(1) -nt $(1).imported ]; then \
+  podman import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    $(3) $(1) $(2) >/dev/null && touch $(1).imported; fi
+endef
+HELM_VERSION := v4.3.2
+HELM := $(BIN)/helm-$(HELM_VERSION)
+
+.PHONY: lock
+lock: venv ## Regenerate requirements/{runtime,build}.lock (hashes) after editing requirements/runtime.txt
+	@printf '%s\n' $(BUILD_REQUIRES) > $(TMP)/build-requires.txt
+	$(UV_COMPILE) requirements/runtime.txt -o $(TMP)/runtime.lock
+	$(UV_COMPILE) $(TMP)/build-requires.txt -o $(TMP)/build.lock
+	@{ echo "# inputs-sha256: $$(sha256sum < requirements/runtime.txt | cut -d' ' -f1)"; \
+	  cat $(TMP)/runtime.lock; } > requirements/runtime.lock
+	@{ echo "# inputs-sha256: $$(sha256sum < $(TMP)/build-requires.txt | cut -d' ' -f1)"; \
+	  sed 's|$(TMP)/build-requires.txt|BUILD_REQUIRES in the Makefile|' $(TMP)/build.lock; } > requirements/build.lock
+	@echo "requirements/runtime.lock and requirements/build.lock regenerated"
+
+# Markers are dropped: pip judges them by this host's Python, not the image's
+# (async-timeout is needed below Python 3.11.3, e.g. Debian's 3.11.2).
+$(WHEELHOUSE)/.stamp: requirements/runtime.lock requirements/build.lock | venv
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	for lock in requirements/runtime.lock requirements/build.lock; do \
+	  sed -E 's/ ; [^\\]*\\$$/ \\/' $$lock > $(TMP)/wheelhouse.req; \
+	  $(PY) -m pip download --quiet --disable-pip-version-check --require-hashes --only-binary=:all: \
+	    --python-version $(LOCK_PYTHON) --dest $(WHEELHOUSE) -r $(TMP)/wheelhouse.req; done
+	@touch $@
+
+.PHONY: wheelhouse
+wheelhouse: $(WHEELHOUSE)/.stamp ## Download the locked wheels for offline image builds (this host's platform, Python 3.11)
+
+.PHONY: image
+image: ## Build the image with docker or podman: IMAGE=…, PYTHON_IMAGE=…@sha256:…, IMAGE_OFFLINE=1 (wheelhouse, --no-index)
+	@if [ "$(IMAGE_OFFLINE)" = 1 ]; then $(MAKE) wheelhouse; fi
+	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) build $(ENGINE_BUILD_FLAGS) $(IMAGE_BUILD_FLAGS) -t $(IMAGE) \
+	  --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+	  $(if $(filter 1,$(IMAGE_OFFLINE)),--build-arg PIP_OFFLINE=1 --build-arg WHEELHOUSE=$(WHEELHOUSE)) .
+
+.PHONY: image-deps
+image-deps: ## Install podman, runc, mmdebstrap and podman-compose (apt) when missing
+	@missing=$$(for c in podman runc mmdebstrap podman-compose; do command -v $$c >/dev/null || echo $$c; done); \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "image-deps: cannot install $$missing without apt-get"; exit 1; }; \
+	  echo "installing podman, runc, mmdebstrap, podman-compose (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    podman runc mmdebstrap podman-compose uidmap >/dev/null; fi
+
+# A local stand-in for python:3.11-slim-bookworm: Debian bookworm with its
+# Python 3.11 as `python`, built with mmdebstrap and cached under .tmp/.
+$(TEST_BASE_TAR):
+	@mkdir -p $(@D)
+	$(MMDEBSTRAP) --include=python3,python3-venv,python-is-python3,ca-certificates bookworm $@.tmp.tar $(DEBIAN_SOURCES)
+	@mv $@.tmp.tar $@
+
+# Redis for compose.yaml's test (no registry here): Debian's redis-server.
+$(TEST_REDIS_TAR):
+	@mkdir -p $(@D)
+	$(MMDEBSTRAP) --include=redis-server bookworm $@.tmp.tar $(DEBIAN_SOURCES)
+	@mv $@.tmp.tar $@
+
+.PHONY: test-image
+test-image: venv system-deps ## Build the image offline on a local bookworm base and run it under podman (uid, read-only, health, calls, SIGTERM, size, compose)
+	@# Skipped only where podman cannot be had (no apt-get, not CI); CI fails instead.
+	@if ! command -v podman >/dev/null && ! command -v apt-get >/dev/null && [ -z "$${CI:-}" ]; then \
+	  echo "SKIPPED test-image: no podman and no apt-get to install it (CI fails here)"; exit 0; fi; \
+	$(MAKE) test-image-run
+
+.PHONY: test-image-run
+test-image-run: image-deps venv system-deps
+	@$(MAKE) -j2 $(TEST_BASE_TAR) $(TEST_REDIS_TAR)
+	@$(call podman_import,$(TEST_BASE_TAR),$(TEST_BASE_IMAGE),--change 'CMD ["python3"]')
+	@$(call podman_import,$(TEST_REDIS_TAR),$(TEST_REDIS_IMAGE),--change 'CMD ["redis-server"]')
+	@# No intermediate layers kept, and the image this build replaces is removed: repeated runs on one machine
+	@# (CI clones, every developer's run) do not pile up images.
+	@previous=$$(podman image inspect --format '{{.Id}}' $(TEST_IMAGE) 2>/dev/null || true); \
+	$(MAKE) image CONTAINER_ENGINE=podman IMAGE=$(TEST_IMAGE) PYTHON_IMAGE=$(TEST_BASE_IMAGE) IMAGE_OFFLINE=1 \
+	  IMAGE_BUILD_FLAGS=--layers=false; \
+	current=$$(podman image inspect --format '{{.Id}}' $(TEST_IMAGE)); \
+	if [ -n "$$previous" ] && [ "$$previous" != "$$current" ]; then podman image rm "$$previous" >/dev/null || true; fi
+	IMAGE=$(TEST_IMAGE) REDIS_IMAGE=$(TEST_REDIS_IMAGE) PODMAN_RUNTIME=$(PODMAN_RUNTIME) PODMAN_ULIMITS='$(PODMAN_ULIMITS)' SESSIONVALIDATOR_DEPLOY_TESTS=1 \
+	  $(PY) -m pytest tests/deploy/test_image.py tests/deploy/test_compose.py
+
+$(HELM):
+	@mkdir -p $(BIN)
+	GOBIN=$(abspath $(BIN)) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@mv $(BIN)/helm $@
+
+.PHONY: test-manifests
+test-manifests: venv $(HELM) ## Lock drift, Kubernetes manifests and the rendered Helm chart against the Kubernetes schemas (offline)
+	HELM=$(HELM) SESSIONVALIDATOR_DEPLOY_TESTS=1 $(PY) -m pytest tests/deploy/test_lock.py tests/deploy/test_manifests.py
+
+.PHONY: test-deploy
+test-deploy: test-manifests test-image ## Everything deploy: lock, manifests, chart, the image built and run
 
 # ---------------------------------------------------------------- load and benchmark (docs/performance.md)
 .PHONY: bench-deps

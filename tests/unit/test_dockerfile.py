@@ -1,4 +1,7 @@
-"""Static checks of the Dockerfile (no Docker engine runs here)."""
+"""Static checks of the Dockerfile, fast and engine-free.
+
+The image itself is built and run under podman by `make test-image` (tests/deploy/test_image.py).
+"""
 
 from __future__ import annotations
 
@@ -63,11 +66,29 @@ def test_no_build_tools_in_the_final_stage() -> None:
 
 
 def test_every_copied_source_exists() -> None:
+    defaults = {}
     for keyword, rest in instructions():
+        if keyword == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            defaults[name] = value
         if keyword == "COPY" and not rest.startswith("--from"):
             *sources, _ = rest.split()
             for source in sources:
-                assert (ROOT / source).exists(), source
+                resolved = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], source)
+                assert (ROOT / resolved).exists(), source
+
+
+def test_dependencies_install_from_hashes_and_offline_from_a_wheelhouse() -> None:
+    runs = " ".join(rest for keyword, rest in instructions() if keyword == "RUN")
+    assert "--require-hashes" in runs
+    assert "PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse" in runs
+    assert "--only-binary=:all:" in runs
+
+
+def test_the_wheelhouse_reaches_the_build_context() -> None:
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert ".tmp/*" in ignored
+    assert "!.tmp/wheelhouse" in ignored
 
 
 def test_runtime_requirements_are_fully_pinned() -> None:

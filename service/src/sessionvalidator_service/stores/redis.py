@@ -199,9 +199,13 @@ class RedisSessionStore(SessionStore):
         try:
             async with asyncio.timeout(self._timeout):
                 try:
-                    reply = await self._client.execute_command("EVALSHA", _READ_SESSIONS_SHA, len(keys), *keys, limit)
+                    reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                        "EVALSHA", _READ_SESSIONS_SHA, len(keys), *keys, limit
+                    )
                 except redis.exceptions.NoScriptError:
-                    reply = await self._client.execute_command("EVAL", _READ_SESSIONS, len(keys), *keys, limit)
+                    reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                        "EVAL", _READ_SESSIONS, len(keys), *keys, limit
+                    )
         except redis.exceptions.ResponseError as exc:
             log.warning(
                 "the store refuses scripts; reading sessions command by command",
