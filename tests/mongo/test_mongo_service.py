@@ -138,13 +138,13 @@ def test_a_hung_mongodb_is_store_timeout_within_the_bound(ferretdb: FerretDBServ
         updates, watch_channel = watch(validator.address, READINESS)
         try:
             assert next_status(updates)[1] == SERVING
-            os.kill(ferretdb.proc.pid, signal.SIGSTOP)
+            ferretdb.pause()
             try:
                 outcomes = [_outcome(stub, case) for case in STORE_CASES[:6]]
                 at, status = next_status(updates, timeout=3)
                 stopped_for = at - (time.monotonic() - sum(e for _, e in outcomes))
             finally:
-                os.kill(ferretdb.proc.pid, signal.SIGCONT)
+                ferretdb.resume()
             kinds = [kind for kind, _ in outcomes]
             assert set(kinds) <= {"UNAVAILABLE/STORE_TIMEOUT", "UNAVAILABLE/OVERLOADED"}
             assert "UNAVAILABLE/STORE_TIMEOUT" in kinds

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -372,7 +370,7 @@ def test_a_hung_server_is_a_timeout_within_the_bound(ferretdb: FerretDBServer) -
         out: list[tuple[type[BaseException], float]] = []
         try:
             await store.ping()
-            os.kill(ferretdb.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            ferretdb.pause()
             try:
                 for call in (lambda: store.get_sessions(["x"]), lambda: store.get_users(["u"]), store.ping):
                     started = time.monotonic()
@@ -382,7 +380,7 @@ def test_a_hung_server_is_a_timeout_within_the_bound(ferretdb: FerretDBServer) -
                     except StoreError as exc:
                         out.append((type(exc), time.monotonic() - started))
             finally:
-                os.kill(ferretdb.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+                ferretdb.resume()
         finally:
             await store.aclose()
         return out
@@ -504,11 +502,11 @@ def test_waiting_for_a_pooled_connection_counts_against_the_timeout(ferretdb: Fe
 
         try:
             await store.ping()
-            os.kill(ferretdb.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            ferretdb.pause()
             try:
                 return list(await asyncio.gather(*(timed() for _ in range(5))))
             finally:
-                os.kill(ferretdb.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+                ferretdb.resume()
         finally:
             await store.aclose()
 

@@ -185,6 +185,26 @@ class FerretDBServer:
             self.url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
         )
 
+    def pause(self) -> None:
+        """SIGSTOP it (a hung server: connections stay open, nothing answers) and wait until every thread stopped."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+
+        def stopped() -> bool:
+            states = []
+            for task in tasks.iterdir():
+                with contextlib.suppress(OSError):
+                    states.append(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+            return bool(states) and all(state in {"T", "t"} for state in states)
+
+        _wait(stopped, "FerretDB to stop", timeout=5)
+
+    def resume(self) -> None:
+        """SIGCONT it."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
