@@ -262,7 +262,18 @@ class MongoSessionStore(SessionStore):
         return True
 
     async def _call(self, operation: Any, timeout_s: float | None = None) -> Any:
-        """Run one driver call within the store timeout, mapping failures to store errors."""
+        """Run one driver call within the store timeout, mapping failures to store errors.
+
+        When the driver's monitor already found every server down (a refused
+        or dropped connection), fail at once instead of waiting out server
+        selection: callers get UNAVAILABLE as fast as from a refused Redis, and
+        readiness follows a dead server within about half a second. The
+        monitor re-checks every 500 ms (at once after an error), so a server
+        that comes back is used again within that.
+        """
+        servers = self._client.topology_description.server_descriptions().values()
+        if servers and all(s.server_type == SERVER_TYPE.Unknown and s.error is not None for s in servers):
+            raise StoreUnavailableError("no MongoDB server reachable")
         timeout = self._timeout if timeout_s is None else timeout_s
         try:
             # pymongo's own timeout (CSOT) covers server selection, the
@@ -393,17 +404,7 @@ class MongoSessionStore(SessionStore):
         return [lookup(user_id) for user_id in user_ids]
 
     async def ping(self, timeout_s: float | None = None) -> None:
-        """Return when the server answers ``ping`` in time; raise a store error otherwise.
-
-        When the driver's monitor already found every server down (a refused
-        or dropped connection), fail at once instead of waiting out server
-        selection: readiness then follows a dead server as fast as Redis's
-        refused connection. The monitor re-checks every 500 ms, so a server
-        that comes back is seen within that.
-        """
-        servers = self._client.topology_description.server_descriptions().values()
-        if servers and all(s.server_type == SERVER_TYPE.Unknown and s.error is not None for s in servers):
-            raise StoreUnavailableError("no MongoDB server reachable")
+        """Return when the server answers ``ping`` in time; raise a store error otherwise."""
         await self._call(lambda: self._db.command("ping"), timeout_s)
 
     async def write_session(self, session_id: str, session_json: str, *, ttl_s: int | None) -> None:
