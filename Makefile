@@ -65,8 +65,17 @@ tests/parity/node_modules/.stamp: tests/parity/package.json tests/parity/package
 	cd tests/parity && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+.PHONY: ferretdb
+ferretdb: ## Build the pinned FerretDB (MongoDB wire protocol, SQLite) for the MongoDB store's tests, once
+	@scripts/build-ferretdb.sh >/dev/null
+
+# connect-mongo 5 with the mongodb 6 driver, beside the app's connect-mongo 6 (tests/parity/app.js).
+tests/parity/connect-mongo5/node_modules/.stamp: tests/parity/connect-mongo5/package.json tests/parity/connect-mongo5/package-lock.json
+	cd tests/parity/connect-mongo5 && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: node-deps
-node-deps: tests/parity/node_modules/.stamp ## Install the parity app's pinned npm packages
+node-deps: tests/parity/node_modules/.stamp tests/parity/connect-mongo5/node_modules/.stamp ## Install the parity app's pinned npm packages
 
 clients/node/node_modules/.stamp: clients/node/package.json clients/node/package-lock.json
 	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
@@ -147,13 +156,13 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 	@scripts/run.sh
 
 .PHONY: test-deps
-test-deps: system-deps gateway-deps venv node-deps node-client-deps ## redis-server, nginx, caddy (apt), Envoy (.tmp/), .venv, the parity app's and the Node client's npm packages
+test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
 test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, -gateways, the 3 clients, test-deploy
 
 .PHONY: test-service
-test-service: system-deps venv node-deps ## Bare pytest: the fast tier, integration, Express parity, differential, short fuzz runs
+test-service: system-deps venv node-deps ferretdb ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
 	$(PY) -m pytest
 
 .PHONY: test-fast
@@ -161,11 +170,11 @@ test-fast: venv ## The fast tier, in-process, no redis-server or Node: tests/uni
 	$(PY) -m pytest tests/unit tests/fast
 
 .PHONY: test-faults
-test-faults: system-deps venv node-deps ## Fault injection (tests/faults): Redis killed or slow, SIGTERM under load, the live Express app
+test-faults: system-deps venv node-deps ferretdb ## Fault injection (tests/faults): Redis or MongoDB killed, Redis slow, SIGTERM under load, the live Express app
 	$(PY) -m pytest tests/faults
 
 .PHONY: test-native
-test-native: system-deps venv node-deps ## The fast, integration, fault and abuse tiers again on SESSIONVALIDATOR_SERVER=native
+test-native: system-deps venv node-deps ferretdb ## The fast, integration, fault and abuse tiers again on SESSIONVALIDATOR_SERVER=native
 	SESSIONVALIDATOR_TEST_SERVER=native $(PY) -m pytest tests/fast tests/integration tests/faults tests/abuse
 
 .PHONY: test-abuse
@@ -189,6 +198,10 @@ test-go: system-deps venv ## go vet, gofmt and go test in clients/go against a l
 test-node: system-deps venv node-client-deps ## npm run lint, then npm test in clients/node against a live service seeded by tests/harness.py
 	cd clients/node && npm run lint
 	$(HARNESS) bash -c 'cd clients/node && npm test'
+
+.PHONY: test-mongo
+test-mongo: venv node-deps ferretdb ## The MongoDB store's tests alone: store, service, Express parity (connect-mongo), fault
+	$(PY) -m pytest tests/mongo tests/parity/test_mongo_parity.py tests/faults/test_fault_mongo_kill.py
 
 .PHONY: test-gateways
 test-gateways: system-deps gateway-deps venv ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
@@ -334,7 +347,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 	$(PY) bench/load.py
 
 .PHONY: bench
-bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, BENCH_ARGS=--gateway for Envoy with/without ext_authz
+bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, --gateway for Envoy with/without ext_authz, --mongo adds ours over MongoDB
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing and timing

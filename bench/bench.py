@@ -24,6 +24,11 @@ apart), and the server tree's peak RSS. Before each run it waits (up to
 
 ``--variant ours-2w=SESSIONVALIDATOR_WORKERS=2`` adds a run of our service
 with extra environment (repeatable; the default is one variant, ``ours``).
+``--mongo`` adds ``ours-mongo``: our service over a FerretDB (MongoDB wire
+protocol, SQLite; tests/support/processes.py) holding the same sessions as
+connect-mongo documents; its "Redis CPU" column is then FerretDB's. FerretDB
+1.24's SQLite backend scans the collection on every find, so these figures
+bound FerretDB, not the MongoDB store (the variant's store timeout is 1 s).
 ``bench.py --rerender results/bench-<stamp>`` redraws a run's table and chart.
 """
 
@@ -63,7 +68,17 @@ from ghz import (
     ghz_command,
     run_ghz,
 )
-from procs import MIB, RedisServer, Server, TreeMonitor, cpu_seconds, free_port, host_cpu, wait_for_quiet
+from procs import (
+    MIB,
+    FerretDBServer,
+    RedisServer,
+    Server,
+    TreeMonitor,
+    cpu_seconds,
+    free_port,
+    host_cpu,
+    wait_for_quiet,
+)
 from workload import Workload, build, check_verdicts, describe, write_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +87,8 @@ WORK = ROOT / ".tmp" / "bench"
 COOKIE_NAME = "connect.sid"
 KEY_PREFIX = "sess:"
 REFS = ("go", "node")
+MONGO_VARIANT = "ours-mongo"
+MONGO_URL_SLOT = "mongodb://set-when-ferretdb-starts/"  # replaced by the FerretDB URL in main()
 DASH = "\N{EN DASH}"
 
 
@@ -197,11 +214,20 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         action="store_true",
         help="also run the framework floor (bench/echo_server.py) on both server kinds; adds our own cost per call",
     )
+    parser.add_argument(
+        "--mongo", action="store_true", help="also run ours over MongoDB (FerretDB, connect-mongo documents)"
+    )
     args = parser.parse_args(argv)
     refs = [ref for ref in args.refs.split(",") if ref]
     if unknown := set(refs) - set(REFS):
         parser.error(f"--refs: unknown {sorted(unknown)}")
     variants = args.variant or [Implementation("ours", "ours")]
+    if args.mongo:
+        # FerretDB's SQLite backend scans the collection for every find (no index use): with the
+        # workload's ~2,500 sessions a lookup costs it ~10 ms, so the store timeout is raised to
+        # measure throughput rather than timeouts. Real MongoDB answers from the _id index.
+        mongo_env = {"SESSIONVALIDATOR_STORE_URL": MONGO_URL_SLOT, "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "1000"}
+        variants = [*variants, Implementation(MONGO_VARIANT, "ours", mongo_env)]
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         parser.error("--variant names must differ")
@@ -269,7 +295,7 @@ def server_for(
     if impl.kind in {"ours", "echo"}:
         env = {
             "SESSIONVALIDATOR_LISTEN": listen,  # fixed: workers share one port
-            "SESSIONVALIDATOR_REDIS_URL": redis_url,
+            **({} if "SESSIONVALIDATOR_STORE_URL" in impl.extra_env else {"SESSIONVALIDATOR_REDIS_URL": redis_url}),
             "SESSIONVALIDATOR_SECRETS": json.dumps(secrets),
             "SESSIONVALIDATOR_COOKIE_NAME": COOKIE_NAME,
             "SESSIONVALIDATOR_KEY_PREFIX": KEY_PREFIX,
@@ -795,6 +821,26 @@ def rerender(directory: Path) -> int:
     return 0
 
 
+def start_mongo(config: Config, stack: contextlib.ExitStack) -> tuple[Config, int | None, Any]:
+    """With ``--mongo``: start FerretDB, point the ``ours-mongo`` variant at it; its pid and sessions collection."""
+    if not any(impl.name == MONGO_VARIANT for impl in config.implementations):
+        return config, None, None
+    mongo = FerretDBServer().start()
+    stack.callback(mongo.close)
+    client = stack.enter_context(mongo.client())
+    config = dataclasses.replace(
+        config,
+        implementations=[
+            Implementation(i.name, i.kind, {**i.extra_env, "SESSIONVALIDATOR_STORE_URL": mongo.url})
+            if i.name == MONGO_VARIANT
+            else i
+            for i in config.implementations
+        ],
+    )
+    assert mongo.proc is not None
+    return config, mongo.proc.pid, client[mongo.database]["sessions"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole benchmark; 0 when no call failed."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -822,6 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_server = RedisServer().start()
         stack.callback(redis_server.close)
         assert redis_server.proc is not None
+        config, mongo_pid, mongo_sessions = start_mongo(config, stack)
         workload = build(
             redis_server.client(),
             bench_secrets,
@@ -829,6 +876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             key_prefix=KEY_PREFIX,
             sessions=config.sessions,
             seed=config.seed,
+            mongo_sessions=mongo_sessions,
         )
         files = write_files(out / "workload", workload, config.batch_size or 16)
         servers: dict[str, Server] = {}
@@ -846,12 +894,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers[impl.name] = server.start(port=port)
             print(f"started {impl.name} on {server.address} (pid {server.pid}) {impl.extra_env or ''}", flush=True)
         sanity(servers, config, workload)
-        redis_pid = redis_server.proc.pid
+        # The store each variant reads: FerretDB for ours-mongo, else Redis.
+        store_pids = {n: mongo_pid if n == MONGO_VARIANT and mongo_pid else redis_server.proc.pid for n in servers}
         targets = {
             name: Target(
                 ghz,
                 server,
-                redis_pid,
+                store_pids[name],
                 SINGLE_CALL,
                 files.single,
                 1,
@@ -863,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             impl.name: Target(
                 ghz,
                 servers[impl.name],
-                redis_pid,
+                store_pids[impl.name],
                 BATCH_CALL,
                 files.batch,
                 config.batch_size,

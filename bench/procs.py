@@ -1,7 +1,8 @@
 """Servers under test and what they cost: CPU and memory of a whole process tree, from /proc.
 
-It also starts the benchmark's own redis-server (:class:`RedisServer`): bench/
-stands alone and imports nothing from tests/.
+It also starts the benchmark's own redis-server (:class:`RedisServer`) and, for
+``--mongo``, FerretDB (:class:`FerretDBServer`): bench/ stands alone and
+imports nothing from tests/.
 
 A server may be several processes (our service with SESSIONVALIDATOR_WORKERS
 forks workers), so every figure covers the root process and all its
@@ -78,6 +79,66 @@ class RedisServer:
             time.sleep(0.02)
         self.close()
         msg = f"redis-server on port {self.port} did not answer within {timeout} s"
+        raise TimeoutError(msg)
+
+    def close(self) -> None:
+        """Stop it (only it) and remove its directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FerretDBServer:
+    """FerretDB (MongoDB wire protocol over SQLite; scripts/build-ferretdb.sh) on a free loopback port."""
+
+    def __init__(self, database: str = "sv") -> None:
+        root = Path(__file__).resolve().parents[1]
+        built = subprocess.run(
+            [str(root / "scripts" / "build-ferretdb.sh")], check=True, capture_output=True, text=True, timeout=1800
+        )
+        self.binary = built.stdout.strip().splitlines()[-1]
+        self.port = free_port()
+        self.database = database
+        self.dir = tempfile.mkdtemp(prefix="sv-bench-ferretdb-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{self.database}"
+
+    def client(self) -> Any:
+        """A blocking pymongo client (close it, or use it in ``with``)."""
+        import pymongo
+
+        return pymongo.MongoClient(self.url, serverSelectionTimeoutMS=5000, tz_aware=True)
+
+    def start(self, timeout: float = 30.0) -> FerretDBServer:
+        """Start it and wait until it answers ping."""
+        import pymongo.errors
+
+        options = [
+            "--handler=sqlite",
+            f"--sqlite-url=file:{self.dir}/",
+            f"--state-dir={self.dir}",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ]
+        self.proc = subprocess.Popen([self.binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                msg = f"FerretDB exited with {self.proc.returncode}"
+                raise RuntimeError(msg)
+            with contextlib.suppress(pymongo.errors.PyMongoError), self.client() as client:
+                client.admin.command("ping")
+                return self
+            time.sleep(0.05)
+        self.close()
+        msg = f"FerretDB on port {self.port} did not answer within {timeout} s"
         raise TimeoutError(msg)
 
     def close(self) -> None:

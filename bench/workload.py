@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -123,8 +124,13 @@ def build(
     key_prefix: str = "sess:",
     sessions: int = 2000,
     seed: int = 1,
+    mongo_sessions: Any = None,
 ) -> Workload:
-    """Mint the sessions into Redis (pipelined) and return the shuffled workload."""
+    """Mint the sessions into Redis (pipelined) and return the shuffled workload.
+
+    ``mongo_sessions``, a pymongo collection, receives the same sessions as
+    connect-mongo writes them (``{_id, session: <JSON text>, expires}``).
+    """
     rng = random.Random(seed)
     signers = [Signer([secret]) for secret in secrets]  # one per secret: rotation signs with an older one
     stranger = Signer(["not-a-configured-secret"])
@@ -183,6 +189,14 @@ def build(
     for sid, value, ttl in stored:
         pipe.set(key_prefix + sid, value.encode("utf-8"), ex=ttl)
     pipe.execute()
+    if mongo_sessions is not None:
+        now = datetime.now(UTC)
+        documents = [
+            {"_id": sid, "session": value, "expires": now + timedelta(seconds=ttl or 1209600)}
+            for sid, value, ttl in stored
+        ]
+        for start in range(0, len(documents), 1000):
+            mongo_sessions.insert_many(documents[start : start + 1000])
     rng.shuffle(cases)
     return Workload(cases, [key_prefix + sid for sid, _, _ in stored])
 

@@ -6,6 +6,10 @@
 #   answers there, starts a local redis-server (installing it if missing) and
 #   stops it again on exit. Its data is kept in .tmp/redis (append-only file),
 #   so minted sessions survive a restart of `make run` or of that Redis.
+# - SESSIONVALIDATOR_STORE_URL=mongodb://host:27017/<db> runs against MongoDB
+#   (connect-mongo's sessions); when it names 127.0.0.1 or localhost port
+#   27017 and nothing answers there, starts a local FerretDB (the tests'
+#   MongoDB-compatible server, built on first use) and stops it on exit.
 # - When no secret is configured, uses a development secret kept in
 #   .tmp/dev-secret (never use it in production).
 # - Mints a ready session and prints the commands that check it.
@@ -14,19 +18,25 @@ cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
 DEFAULT_URL="redis://127.0.0.1:6379/0"
-export SESSIONVALIDATOR_REDIS_URL="${SESSIONVALIDATOR_REDIS_URL:-$DEFAULT_URL}"
+STORE_URL="${SESSIONVALIDATOR_STORE_URL:-}"
+if [ -z "$STORE_URL" ]; then
+  export SESSIONVALIDATOR_REDIS_URL="${SESSIONVALIDATOR_REDIS_URL:-$DEFAULT_URL}"
+  STORE_URL="$SESSIONVALIDATOR_REDIS_URL"
+fi
 export SESSIONVALIDATOR_LISTEN="${SESSIONVALIDATOR_LISTEN:-[::]:50051}"
+MONGO_PID=""
 REDIS_PID=""
 SERVER_PID=""
 
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi
+  if [ -n "$MONGO_PID" ]; then kill "$MONGO_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
 redis_answers() {
-  "$PY" - "$SESSIONVALIDATOR_REDIS_URL" <<'PY'
+  "$PY" - "$STORE_URL" <<'PY'
 import sys, redis
 try:
     redis.Redis.from_url(sys.argv[1], socket_connect_timeout=0.5, socket_timeout=0.5).ping()
@@ -35,7 +45,33 @@ except Exception:
 PY
 }
 
-if [ "$SESSIONVALIDATOR_REDIS_URL" = "$DEFAULT_URL" ] && ! redis_answers; then
+mongo_answers() {
+  "$PY" - "$STORE_URL" <<'PY'
+import sys, pymongo
+try:
+    with pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=500, connectTimeoutMS=500) as client:
+        client.admin.command("ping")
+except Exception:
+    raise SystemExit(1)
+PY
+}
+
+case "$STORE_URL" in
+  mongodb://127.0.0.1:27017/*|mongodb://localhost:27017/*|mongodb://127.0.0.1:27017|mongodb://localhost:27017)
+    if ! mongo_answers; then
+      FERRETDB=$(scripts/build-ferretdb.sh)
+      mkdir -p .tmp/ferretdb/data
+      echo "run: nothing answers at $STORE_URL; starting a local FerretDB (MongoDB wire protocol, SQLite; stopped again on exit)" >&2
+      "$FERRETDB" --handler=sqlite --sqlite-url="file:$PWD/.tmp/ferretdb/data/" --state-dir="$PWD/.tmp/ferretdb" \
+        --listen-addr=127.0.0.1:27017 --debug-addr=- --telemetry=disable --log-level=warn \
+        >>"$PWD/.tmp/ferretdb/ferretdb.log" 2>&1 &
+      MONGO_PID=$!
+      for _ in $(seq 1 100); do mongo_answers && break; sleep 0.1; done
+      mongo_answers || { echo "run: FerretDB did not start; see .tmp/ferretdb/ferretdb.log" >&2; exit 1; }
+    fi ;;
+esac
+
+if [ "$STORE_URL" = "$DEFAULT_URL" ] && ! redis_answers; then
   make --no-print-directory system-deps
   mkdir -p .tmp/redis
   echo "run: nothing answers at $DEFAULT_URL; starting a local redis-server (data kept in .tmp/redis, stopped again on exit)" >&2

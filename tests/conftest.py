@@ -1,4 +1,4 @@
-"""Test tiers, and shared fixtures: real redis-server processes and the real service.
+"""Test tiers, and shared fixtures: real redis-server and FerretDB processes and the real service.
 
 Tiers (README, Development):
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import RedisServer
+from tests.support.processes import FerretDBServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
@@ -84,6 +84,26 @@ def redis_server() -> Iterator[RedisServer]:
 def shared_redis() -> Iterator[RedisServer]:
     """One redis-server for the tests that only read and write their own keys."""
     server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def ferretdb() -> Iterator[FerretDBServer]:
+    """A MongoDB wire-protocol server (FerretDB) of this test's own (it may be stopped and restarted)."""
+    server = FerretDBServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def shared_ferretdb() -> Iterator[FerretDBServer]:
+    """One FerretDB for the tests that only read and write their own documents."""
+    server = FerretDBServer().start()
     try:
         yield server
     finally:

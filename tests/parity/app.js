@@ -1,6 +1,6 @@
 'use strict';
 
-// Reference Express 5 + express-session 1.19 + connect-redis 9 + Passport 0.7 app
+// Reference Express 5 + express-session 1.19 + connect-redis 9 (or connect-mongo 6) + Passport 0.7 app
 // for the SessionValidator parity tests. Nothing here is mocked: the Python tests
 // spawn this program, log in through it, and compare what the validator says about
 // a cookie with what this app decided about the same cookie.
@@ -14,6 +14,21 @@
 //   PARITY_ROLLING       "1" -> rolling: true
 //   PARITY_DISABLE_TTL   "1" -> RedisStore disableTTL: true
 //   PARITY_MAX_AGE_MS    cookie maxAge in ms (default 86400000); "none" -> no maxAge
+//
+// MongoDB mode (connect-mongo 6 + the mongodb driver, or mongoose), instead of PARITY_REDIS_URL:
+//   PARITY_MONGO_URL     e.g. mongodb://127.0.0.1:27018/parity (database from the path)
+//   PARITY_MONGO_CLIENT  how MongoStore gets its client: "url" (mongoUrl, default), "client"
+//                        (clientPromise of a MongoClient) or "mongoose" (the client of a mongoose
+//                        connection: seed 002's `mongooseConnection: mongoose.connection`, as
+//                        connect-mongo 4+ spells it: `client: mongoose.connection.getClient()`)
+//   PARITY_MONGO_STRINGIFY "0" -> stringify: false (the session stored as an object)
+//   PARITY_MONGO_COLLECTION collectionName (default "sessions")
+//   PARITY_MONGO_USERS   a users collection: deserializeUser loads the record by _id (a 24-hex
+//                        id as an ObjectId, as mongoose's findById does) and /whoami returns it
+//   PARITY_MONGO_CRYPTO  a secret -> connect-mongo's crypto option (sessions encrypted)
+//   PARITY_MONGO_STORE   "connect-mongo6" (default) or "connect-mongo5" (5.1 with mongodb 6, from ./connect-mongo5)
+//   POST /login with {"user": "<24 hex>", "objectId": true} stores an ObjectId (user._id).
+// autoRemove is 'interval': FerretDB's SQLite backend has no TTL index (real MongoDB: 'native').
 //
 // Protocol: prints exactly one line {"port": <n>} on stdout once listening on
 // 127.0.0.1; everything else goes to stderr. Exits 0 on SIGTERM/SIGINT.
@@ -35,7 +50,8 @@ function env(name, dflt) {
 }
 
 const redisUrl = env('PARITY_REDIS_URL');
-if (!redisUrl) fail('PARITY_REDIS_URL is required');
+const mongoUrl = env('PARITY_MONGO_URL');
+if (!redisUrl && !mongoUrl) fail('PARITY_REDIS_URL or PARITY_MONGO_URL is required');
 
 let secrets;
 try {
@@ -67,7 +83,7 @@ if (maxAgeRaw !== 'none') {
 // it also works for entries the tests write into Redis themselves.
 const LOADED = Symbol('parity.loaded');
 
-async function main() {
+async function redisStore() {
   // Fail fast (exit 1) if Redis is unreachable at startup instead of retrying
   // forever, so a test harness waiting for the port line gets a clear error.
   let everReady = false;
@@ -92,6 +108,70 @@ async function main() {
   await client.connect();
 
   const store = new RedisStore({ client, prefix, disableTTL });
+  const close = () => client.close().catch(() => client.destroy());
+  return { store, close, loadUser: async (obj) => ({ stored: obj }) };
+}
+
+async function mongoStore() {
+  // PARITY_MONGO_STORE=connect-mongo5: connect-mongo 5.1 with the mongodb 6 driver (./connect-mongo5).
+  const legacy = env('PARITY_MONGO_STORE', 'connect-mongo6') === 'connect-mongo5';
+  const storeModule = require(legacy ? './connect-mongo5/node_modules/connect-mongo' : 'connect-mongo');
+  const MongoStore = storeModule.MongoStore || storeModule;
+  const { MongoClient, ObjectId } = require(legacy ? './connect-mongo5/node_modules/mongodb' : 'mongodb');
+  const mode = env('PARITY_MONGO_CLIENT', 'url');
+  if (legacy && mode === 'mongoose') fail('connect-mongo 5 runs here with the mongodb 6 driver, not mongoose 9');
+  const options = {
+    collectionName: env('PARITY_MONGO_COLLECTION', 'sessions'),
+    stringify: env('PARITY_MONGO_STRINGIFY', '1') !== '0',
+    autoRemove: 'interval',
+    autoRemoveInterval: 1,
+  };
+  if (env('PARITY_MONGO_CRYPTO', '')) options.crypto = { secret: env('PARITY_MONGO_CRYPTO') };
+  const fast = { serverSelectionTimeoutMS: 5000 };
+  let client;
+  let close;
+  let db;
+  if (mode === 'mongoose') {
+    const mongoose = require('mongoose');
+    await mongoose.connect(mongoUrl, fast);
+    client = mongoose.connection.getClient();
+    options.client = client;
+    db = mongoose.connection.db;
+    close = () => mongoose.disconnect();
+  } else if (mode === 'client') {
+    client = new MongoClient(mongoUrl, fast);
+    options.clientPromise = client.connect();
+    await options.clientPromise;
+    db = client.db();
+    close = () => client.close();
+  } else if (mode === 'url') {
+    options.mongoUrl = mongoUrl;
+    options.mongoOptions = fast;
+    client = new MongoClient(mongoUrl, fast); // only for the users collection
+    await client.connect();
+    db = client.db();
+    close = () => client.close();
+  } else {
+    fail(`PARITY_MONGO_CLIENT must be url, client or mongoose, got ${JSON.stringify(mode)}`);
+  }
+  const store = MongoStore.create(options);
+  await store.collectionP; // connected, auto-remove set up
+  const usersName = env('PARITY_MONGO_USERS', '');
+  const loadUser = async (obj) => {
+    if (!usersName) return { stored: obj };
+    const id = typeof obj === 'string' && /^[0-9a-fA-F]{24}$/.test(obj) ? new ObjectId(obj) : obj;
+    const record = await db.collection(usersName).findOne({ _id: id });
+    return { stored: obj, record };
+  };
+  const closeAll = async () => {
+    await store.close().catch(() => {});
+    await close();
+  };
+  return { store, close: closeAll, loadUser, ObjectId };
+}
+
+async function main() {
+  const { store, close, loadUser, ObjectId } = mongoUrl ? await mongoStore() : await redisStore();
   const origCreateSession = store.createSession;
   store.createSession = function createSession(req, sess) {
     const s = origCreateSession.call(this, req, sess);
@@ -103,7 +183,9 @@ async function main() {
   // A real deserializeUser loads a user object for the stored id; wrapping the
   // stored value keeps that shape, so an id of 0 deserializes like any other
   // (Passport rejects a bare falsy user from a deserializer).
-  passport.deserializeUser((obj, done) => done(null, { stored: obj }));
+  passport.deserializeUser((obj, done) => {
+    loadUser(obj).then((user) => done(null, user), done);
+  });
 
   const app = express();
   app.disable('x-powered-by');
@@ -126,7 +208,8 @@ async function main() {
     // Whatever JSON the test sends is stored verbatim as passport.user. Passport's
     // serializer chain rejects null/false/""/undefined with a 500
     // ("Failed to serialize user into session").
-    const user = req.body == null ? undefined : req.body.user;
+    let user = req.body == null ? undefined : req.body.user;
+    if (req.body && req.body.objectId && ObjectId) user = new ObjectId(user);
     req.login(user, (err) => {
       if (err) return next(err);
       res.json({ sessionID: req.sessionID });
@@ -162,6 +245,7 @@ async function main() {
       sessionID: loaded ? req.sessionID : null,
       authenticated: req.isAuthenticated(),
       user: req.user ? req.user.stored : null,
+      record: req.user && req.user.record ? req.user.record : null,
     });
   });
 
@@ -188,9 +272,9 @@ async function main() {
     const force = setTimeout(() => process.exit(0), 3000);
     force.unref();
     server.close(() => {
-      client
-        .close()
-        .catch(() => client.destroy())
+      Promise.resolve()
+        .then(close)
+        .catch(() => {})
         .finally(() => process.exit(0));
     });
     server.closeAllConnections();

@@ -1,4 +1,4 @@
-"""Real processes for tests: redis-server, the SessionValidator service, the Express app.
+"""Real processes for tests: redis-server, FerretDB, the SessionValidator service, the Express app.
 
 Nothing here is a mock. Each helper starts the real program on a free
 loopback port, waits until it answers, and stops it (and only it) afterwards.
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pymongo
+import pymongo.errors
 import redis
 
 from sessionvalidator_service.serverkind import KINDS, ServerKind
@@ -111,6 +113,106 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ferretdb_binary() -> str:
+    """The pinned FerretDB binary, built on first use (scripts/build-ferretdb.sh, `make ferretdb`)."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "build-ferretdb.sh")], check=True, capture_output=True, text=True, timeout=1800
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class FerretDBServer:
+    """A real MongoDB wire-protocol server: FerretDB with its SQLite backend, on a port of its own.
+
+    The SQLite backend implements no TTL index, so Express apps against it use
+    connect-mongo's ``autoRemove: 'interval'`` or ``'disabled'``.
+    """
+
+    def __init__(self, port: int | None = None, database: str = "sv") -> None:
+        self.binary = ferretdb_binary()
+        self.port = port or free_port()
+        self.database = database
+        self.dir = tempfile.mkdtemp(prefix="sv-ferretdb-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{self.database}"
+
+    def start(self) -> FerretDBServer:
+        data = Path(self.dir) / "data"
+        data.mkdir(exist_ok=True)
+        self._log = (Path(self.dir) / "ferretdb.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--handler=sqlite",
+                f"--sqlite-url=file:{data}/",
+                f"--state-dir={self.dir}",
+                f"--listen-addr=127.0.0.1:{self.port}",
+                "--debug-addr=-",
+                "--telemetry=disable",
+                "--log-level=warn",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait(self._answers, f"FerretDB on port {self.port}", timeout=30)
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            log = (Path(self.dir) / "ferretdb.log").read_text(errors="replace")[-2000:]
+            msg = f"FerretDB exited with {self.proc.returncode}: {log}"
+            raise RuntimeError(msg)
+        try:
+            with self.client(timeout_ms=500) as client:
+                client.admin.command("ping")
+        except pymongo.errors.PyMongoError:
+            return False
+        return True
+
+    def client(self, timeout_ms: int = 5000) -> pymongo.MongoClient[dict[str, Any]]:
+        """A blocking client for seeding and inspection (close it, or use it in ``with``)."""
+        return pymongo.MongoClient(
+            self.url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+        )
+
+    def pause(self) -> None:
+        """SIGSTOP it (a hung server: connections stay open, nothing answers) and wait until every thread stopped."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+
+        def stopped() -> bool:
+            states = []
+            for task in tasks.iterdir():
+                with contextlib.suppress(OSError):
+                    states.append(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+            return bool(states) and all(state in {"T", "t"} for state in states)
+
+        _wait(stopped, "FerretDB to stop", timeout=5)
+
+    def resume(self) -> None:
+        """SIGCONT it."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def close(self) -> None:
         self.stop()
