@@ -26,7 +26,7 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.faults.support import error_reason
 from tests.integration.test_health import check, next_status, watch
-from tests.support.mongo import CORPUS, mongo_env, needs_store, seed_mongo
+from tests.support.mongo import CORPUS, MONGO_ONLY, mongo_env, needs_store, seed_mongo
 from tests.support.processes import ROOT, FerretDBServer, ValidatorProcess, free_port, running_validator
 from tests.support.vectors import check_vector, request_of
 
@@ -43,6 +43,11 @@ NO_STORE_CASES = [case for case in CORPUS["cases"] if not needs_store(case)]
 
 @pytest.mark.parametrize("case", CORPUS["cases"], ids=lambda c: c["name"])
 def test_vector(mongo_stub: pb_grpc.SessionValidatorStub, case: dict[str, Any]) -> None:
+    check_vector(mongo_stub.ValidateSession(request_of(case), timeout=5), case["expect"])
+
+
+@pytest.mark.parametrize("case", MONGO_ONLY["cases"], ids=lambda c: c["name"])
+def test_mongo_only_vector(mongo_stub: pb_grpc.SessionValidatorStub, case: dict[str, Any]) -> None:
     check_vector(mongo_stub.ValidateSession(request_of(case), timeout=5), case["expect"])
 
 

@@ -10,6 +10,8 @@ from tests.conftest import load_vectors
 from tests.support.processes import FerretDBServer
 
 CORPUS = load_vectors("validate_session.json")
+# Vectors only a MongoDB store can produce: encrypted, object and expired-but-present documents.
+MONGO_ONLY = load_vectors("validate_session_mongo.json")
 USERS = "users"
 
 
@@ -35,7 +37,7 @@ def mongo_env(server: FerretDBServer, **extra: str) -> dict[str, str]:
 
 
 def seed_mongo(server: FerretDBServer, corpus: dict[str, Any]) -> None:
-    """Write the corpus as connect-mongo would: ``{_id, session: <JSON text>, expires}``.
+    """Write the corpus as connect-mongo would: ``{_id, session: <JSON text>, expires}``, and the Mongo-only vectors.
 
     A key with a TTL becomes ``expires`` = now + TTL (what connect-mongo's
     touch keeps); a key without one becomes a document without ``expires``,
@@ -60,6 +62,11 @@ def seed_mongo(server: FerretDBServer, corpus: dict[str, Any]) -> None:
         record = dict(user["value"]) if user["type"] == "hash" else parse_json(user["value"].encode())
         if isinstance(record, dict):
             users.append({**record, "_id": user["key"].removeprefix(head).removesuffix(tail)})
+    for session in MONGO_ONLY["sessions"]:
+        document = {"_id": session["sid"], "session": session["session"]}
+        if session["expires_in_s"] is not None:
+            document["expires"] = now + timedelta(seconds=session["expires_in_s"])
+        sessions.append(document)
     with server.client() as client:
         db = client[server.database]
         db["sessions"].drop()
