@@ -17,6 +17,7 @@ from sessionvalidator_service.domain import (
 )
 from sessionvalidator_service.jsemu import js_string, parse_json
 from sessionvalidator_service.signature import Signer
+from sessionvalidator_service.stores import StoredSession
 from tests.support.stored import redis_stored
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -167,3 +168,14 @@ def test_numeric_expires_without_ttl_is_epoch_milliseconds(expires_ms: float, re
     assert judgement.reason is reason
     assert judgement.expire_time is not None
     assert judgement.expire_time.timestamp() * 1000 == pytest.approx(expires_ms, abs=1)
+
+
+@pytest.mark.parametrize("unusable", ["too_large", "encrypted", "wrong_type"])
+def test_a_store_expiry_in_the_past_is_expired_whatever_the_session_holds(unusable: Any) -> None:
+    past = NOW - timedelta(seconds=1)
+    judgement = judge_stored(StoredSession(None, expires=past, unusable=unusable), NOW)
+    assert (judgement.reason, judgement.expire_time) == (Reason.SESSION_EXPIRED, past)
+    assert (
+        judge_stored(StoredSession(None, expires=NOW + timedelta(1), unusable=unusable), NOW).reason.verdict
+        is Verdict.MALFORMED
+    )

@@ -277,17 +277,18 @@ def judge_stored(stored: StoredSession, now: datetime, parsed: ParsedSession | N
     whatever store it came from (see :class:`StoredSession`). ``parsed`` is
     :func:`parse_session` of ``stored.data`` when the caller already has it.
     """
+    if stored.expires is not None and stored.expires <= now:
+        # connect-mongo keeps `expires` beside the session and finds only
+        # documents whose `expires` is still ahead; a past one waits for the
+        # TTL index or the interval that removes it. Expired is expired,
+        # whatever the session itself holds.
+        return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=stored.expires)
     if stored.unusable is not None:
         return _UNUSABLE[stored.unusable]
     data = stored.data
     if not data:
         # connect-redis and connect-mongo: `if (!data) return cb()`.
         return _NOT_FOUND
-    if stored.expires is not None and stored.expires <= now:
-        # connect-mongo keeps `expires` beside the session and finds only
-        # documents whose `expires` is still ahead; a past one waits for the
-        # TTL index or the interval that removes it.
-        return StoredJudgement(Reason.SESSION_EXPIRED, expire_time=stored.expires)
     if parsed is None:
         parsed = parse_session(data)
     if parsed.reason is not None:
