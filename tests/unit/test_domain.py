@@ -179,3 +179,19 @@ def test_a_store_expiry_in_the_past_is_expired_whatever_the_session_holds(unusab
         judge_stored(StoredSession(None, expires=NOW + timedelta(1), unusable=unusable), NOW).reason.verdict
         is Verdict.MALFORMED
     )
+
+
+def test_past_orjsons_depth_the_answer_does_not_depend_on_the_stack() -> None:
+    # A fuzzer found the service (deep in its own stack) saying CORRUPT where a caller with a higher
+    # recursion limit read the same session through the standard library.
+    import sys
+
+    deep = b'{"cookie":{},"x":' + b"[" * 1100 + b"1" + b"]" * 1100 + b"}"
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        with pytest.raises(ValueError, match="nested too deeply"):
+            parse_json(deep)
+    finally:
+        sys.setrecursionlimit(previous)
+    assert judge_stored(redis_stored(deep, 1000), NOW).reason is Reason.CORRUPT_SESSION

@@ -48,8 +48,9 @@ def parse_json(raw: bytes) -> Any:
     JavaScript's UTF-8 encoder later makes of that lone surrogate; orjson then
     reads it at any depth up to 1024 levels. Integers beyond 64 bits go through
     the standard library (as doubles, like ``JSON.parse``). Raises
-    :class:`ValueError` when JavaScript would throw, or when a document nested
-    past 1024 levels also needs the standard library.
+    :class:`ValueError` when JavaScript would throw, and for any document
+    nested past 1024 levels (which JavaScript reads; express-session apps
+    never store one).
     """
     try:
         return orjson.loads(raw)
@@ -58,8 +59,12 @@ def parse_json(raw: bytes) -> Any:
     text = _SURROGATE_ESCAPES.sub(_replace_lone_surrogate, raw.decode("utf-8", "replace"))
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            # Past orjson's 1024 levels the standard library's answer would
+            # depend on how deep the caller's own stack is: refuse, always.
+            msg = "JSON nested too deeply"
+            raise ValueError(msg) from None
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_int=_js_int)
     except RecursionError:
