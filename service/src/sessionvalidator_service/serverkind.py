@@ -31,6 +31,9 @@ class ServerKind:
     # Trailers carrying grpc-retry-pushback-ms (pygrpc-native 0.5 never sends
     # a response whose trailers hold that reserved key: the call hangs).
     retry_pushback: bool
+    # Calls in flight at SIGTERM always finish within the grace period. pygrpc-native
+    # 0.5 was seen closing a connection with calls in flight under load (UNAVAILABLE).
+    graceful_drain: bool = True
     install_hint: str = ""
 
     def available(self) -> bool:
@@ -75,6 +78,7 @@ KINDS = {
         "native",
         tls=False,
         retry_pushback=False,
+        graceful_drain=False,
         install_hint="pip install 'sessionvalidator-service[native]'",
     ),
 }
