@@ -30,6 +30,7 @@ from sessionvalidator_service.mint import mint_session
 from sessionvalidator_service.signature import Signer
 from tests.conftest import load_vectors
 from tests.support.processes import RedisServer, ValidatorProcess
+from tests.support.vectors import needs_store
 
 CORPUS = load_vectors("validate_session.json")
 # The vectors' settings, with the per-peer limit on bad cookies off: these loads are
@@ -45,16 +46,6 @@ def request_of(case: dict[str, Any]) -> pb.ValidateSessionRequest:
     if "cookie_header_b64" in spec:
         return pb.ValidateSessionRequest(cookie_header=base64.b64decode(spec["cookie_header_b64"]))
     return pb.ValidateSessionRequest(**spec)
-
-
-def needs_store(case: dict[str, Any]) -> bool:
-    """Whether the service must read Redis to answer this vector."""
-    return case["expect"]["verdict"] in {"VERDICT_VALID", "VERDICT_EXPIRED"} or case["expect"]["reason"] in {
-        "REASON_SESSION_NOT_FOUND",
-        "REASON_CORRUPT_SESSION",
-        "REASON_SESSION_TOO_LARGE",
-        "REASON_SESSION_ENCRYPTED",
-    }
 
 
 def error_reason(error: grpc.RpcError) -> str | None:
@@ -470,3 +461,30 @@ def delay_proxy(upstream_port: int, delay: float = 0.0) -> Iterator[DelayProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+def wrong_answers(outcomes: list[Outcome], cases: dict[str, dict[str, Any]], not_a_verdict: set[str]) -> list[str]:
+    """Every OK answer must be the vector's own; every failure UNAVAILABLE with one of ``not_a_verdict``.
+
+    A failure is only acceptable for a cookie whose answer needs the store.
+    """
+    wrong = []
+    for outcome in outcomes:
+        expect = cases[outcome.key]["expect"]
+        if outcome.code is not None:
+            if outcome.code is not grpc.StatusCode.UNAVAILABLE or outcome.error_reason not in not_a_verdict:
+                wrong.append(f"{outcome.key}: {outcome.code} {outcome.error_reason}")
+            elif not needs_store(cases[outcome.key]):
+                wrong.append(f"{outcome.key}: {outcome.code} for a cookie that needs no store")
+            continue
+        verdict = pb.Verdict.Name(outcome.verdict or pb.VERDICT_UNSPECIFIED)
+        got = (verdict, pb.Reason.Name(outcome.reason or pb.REASON_UNSPECIFIED))
+        if got != (expect["verdict"], expect["reason"]):
+            wrong.append(f"{outcome.key}: got {got}, expected {(expect['verdict'], expect['reason'])}")
+        elif "session_id" in expect and outcome.session_id != expect["session_id"]:
+            wrong.append(f"{outcome.key}: session id {outcome.session_id!r}")
+        elif "authenticated" in expect and outcome.authenticated is not expect["authenticated"]:
+            wrong.append(f"{outcome.key}: authenticated {outcome.authenticated}")
+        elif "user" in expect and outcome.user_id != expect["user"]["id"]:
+            wrong.append(f"{outcome.key}: user {outcome.user_id!r}")
+    return wrong

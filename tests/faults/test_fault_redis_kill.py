@@ -23,14 +23,15 @@ from tests.faults.support import (
     call_once,
     health_status,
     local_ports_to,
-    needs_store,
     open_fds,
     redis_clients_from,
     request_of,
     save_snapshot,
+    wrong_answers,
 )
 from tests.harness import seed
 from tests.support.processes import RedisServer, ValidatorProcess, debug_sleep, running_validator
+from tests.support.vectors import needs_store
 
 pytestmark = pytest.mark.integration
 
@@ -38,39 +39,14 @@ CASES = {case["name"]: case for case in CORPUS["cases"]}
 REQUESTS = {name: request_of(case) for name, case in CASES.items()}
 NAMES = sorted(CASES)
 THREADS = 6
+# What a call may fail with while Redis is down: UNAVAILABLE, never a verdict.
+STORE_ERRORS = {"STORE_UNAVAILABLE", "STORE_TIMEOUT"}
 
 
 def pick(n: int) -> tuple[str, pb.ValidateSessionRequest]:
     """Every vector in turn: valid, bad signature, malformed, expired, missing."""
     name = NAMES[n % len(NAMES)]
     return name, REQUESTS[name]
-
-
-def wrong_answers(outcomes: list[Outcome]) -> list[str]:
-    """Every OK answer must be the vector's own verdict; every failure UNAVAILABLE, and only when Redis is needed."""
-    wrong = []
-    for outcome in outcomes:
-        expect = CASES[outcome.key]["expect"]
-        if outcome.code is not None:
-            if outcome.code is not grpc.StatusCode.UNAVAILABLE or outcome.error_reason not in {
-                "STORE_UNAVAILABLE",
-                "STORE_TIMEOUT",
-            }:
-                wrong.append(f"{outcome.key}: {outcome.code} {outcome.error_reason}")
-            elif not needs_store(CASES[outcome.key]):
-                wrong.append(f"{outcome.key}: {outcome.code} for a cookie that needs no store")
-            continue
-        verdict = pb.Verdict.Name(outcome.verdict or pb.VERDICT_UNSPECIFIED)
-        got = (verdict, pb.Reason.Name(outcome.reason or pb.REASON_UNSPECIFIED))
-        if got != (expect["verdict"], expect["reason"]):
-            wrong.append(f"{outcome.key}: got {got}, expected {(expect['verdict'], expect['reason'])}")
-        elif "session_id" in expect and outcome.session_id != expect["session_id"]:
-            wrong.append(f"{outcome.key}: session id {outcome.session_id!r}")
-        elif "authenticated" in expect and outcome.authenticated is not expect["authenticated"]:
-            wrong.append(f"{outcome.key}: authenticated {outcome.authenticated}")
-        elif "user" in expect and outcome.user_id != expect["user"]["id"]:
-            wrong.append(f"{outcome.key}: user {outcome.user_id!r}")
-    return wrong
 
 
 def resting_footprint(redis_server: RedisServer, validator: ValidatorProcess) -> tuple[int, int, int]:
@@ -91,7 +67,12 @@ def test_redis_killed_under_load(redis_server: RedisServer) -> None:
         try:
             watch.wait_for(SERVING, after=0, timeout=5)
             # Warm up with the same load so the pool holds what it needs, then measure at rest.
-            assert wrong_answers(LoadThreads(validator.address, pick, threads=THREADS).start().run_for(0.7)) == []
+            assert (
+                wrong_answers(
+                    LoadThreads(validator.address, pick, threads=THREADS).start().run_for(0.7), CASES, STORE_ERRORS
+                )
+                == []
+            )
             fds_before, sockets_before, redis_before = resting_footprint(redis_server, validator)
 
             load = LoadThreads(validator.address, pick, threads=THREADS).start()
@@ -112,7 +93,7 @@ def test_redis_killed_under_load(redis_server: RedisServer) -> None:
             finally:
                 outcomes = load.stop()
             assert validator.proc.poll() is None, "the service died"
-            assert wrong_answers(outcomes) == []
+            assert wrong_answers(outcomes, CASES, STORE_ERRORS) == []
 
             assert any(o.code is not None for o in outcomes if killed <= o.ended and o.started <= restarted), (
                 "the load did not see the outage"

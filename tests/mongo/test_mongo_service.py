@@ -26,9 +26,9 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.faults.support import error_reason
 from tests.integration.test_health import check, next_status, watch
-from tests.support.mongo import CORPUS, MONGO_ONLY, mongo_env, needs_store, seed_mongo
+from tests.support.mongo import CORPUS, MONGO_ONLY, mongo_env, seed_mongo
 from tests.support.processes import ROOT, FerretDBServer, ValidatorProcess, free_port, running_validator
-from tests.support.vectors import check_vector, request_of
+from tests.support.vectors import check_vector, needs_store, request_of
 
 READINESS = "sessionvalidator.v1.SessionValidator"
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -15,16 +15,6 @@ MONGO_ONLY = load_vectors("validate_session_mongo.json")
 USERS = "users"
 
 
-def needs_store(case: dict[str, Any]) -> bool:
-    """Whether the service must read the store to answer this vector."""
-    return case["expect"]["verdict"] in {"VERDICT_VALID", "VERDICT_EXPIRED"} or case["expect"]["reason"] in {
-        "REASON_SESSION_NOT_FOUND",
-        "REASON_CORRUPT_SESSION",
-        "REASON_SESSION_TOO_LARGE",
-        "REASON_SESSION_ENCRYPTED",
-    }
-
-
 def mongo_env(server: FerretDBServer, **extra: str) -> dict[str, str]:
     """The vectors' settings pointed at ``server`` (connect-mongo's defaults, users in ``users``)."""
     settings = {k: v for k, v in CORPUS["settings"].items() if k != "SESSIONVALIDATOR_USER_KEY"}

@@ -13,6 +13,16 @@ from sessionvalidator_service.stores import StoredSession
 from sessionvalidator_service.stores.memory import MemoryStore
 
 
+def needs_store(case: dict[str, Any]) -> bool:
+    """Whether the service must read the store to answer this vector."""
+    return case["expect"]["verdict"] in {"VERDICT_VALID", "VERDICT_EXPIRED"} or case["expect"]["reason"] in {
+        "REASON_SESSION_NOT_FOUND",
+        "REASON_CORRUPT_SESSION",
+        "REASON_SESSION_TOO_LARGE",
+        "REASON_SESSION_ENCRYPTED",
+    }
+
+
 def request_of(case: dict[str, Any]) -> pb.ValidateSessionRequest:
     """The request a case sends."""
     spec = case["request"]
