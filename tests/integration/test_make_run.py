@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 import grpc
 
@@ -15,10 +17,12 @@ from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.support.processes import ROOT, RedisServer, free_port
 
 
-def test_run_script_prints_a_cookie_the_service_accepts(redis_server: RedisServer) -> None:
+@contextlib.contextmanager
+def run_script_answer(store_env: dict[str, str]) -> Iterator[pb.ValidateSessionResponse]:
+    """Run scripts/run.sh against a store; yield the service's answer to the cookie it prints, while it runs."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
-    env.update({"SESSIONVALIDATOR_LISTEN": f"127.0.0.1:{port}", "SESSIONVALIDATOR_REDIS_URL": redis_server.url})
+    env.update({"SESSIONVALIDATOR_LISTEN": f"127.0.0.1:{port}", **store_env})
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "run.sh")],
         env=env,
@@ -38,11 +42,15 @@ def test_run_script_prints_a_cookie_the_service_accepts(redis_server: RedisServe
         assert cookie is not None, "run.sh printed no cookie"
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
-            response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
+            yield pb_grpc.SessionValidatorStub(channel).ValidateSession(
                 pb.ValidateSessionRequest(cookie_header_text=cookie), timeout=5, wait_for_ready=True
             )
-        assert response.verdict == pb.VERDICT_VALID
-        assert response.user.id == "dev-user"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+
+
+def test_run_script_prints_a_cookie_the_service_accepts(redis_server: RedisServer) -> None:
+    with run_script_answer({"SESSIONVALIDATOR_REDIS_URL": redis_server.url}) as response:
+        assert response.verdict == pb.VERDICT_VALID
+        assert response.user.id == "dev-user"

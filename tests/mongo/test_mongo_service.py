@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,8 +24,9 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.faults.support import error_reason
 from tests.integration.test_health import check, next_status, watch
+from tests.integration.test_make_run import run_script_answer
 from tests.support.mongo import CORPUS, MONGO_ONLY, mongo_env, seed_mongo
-from tests.support.processes import ROOT, FerretDBServer, ValidatorProcess, free_port, running_validator
+from tests.support.processes import FerretDBServer, ValidatorProcess, running_validator
 from tests.support.vectors import check_vector, needs_store, request_of
 
 READINESS = "sessionvalidator.v1.SessionValidator"
@@ -211,35 +210,8 @@ def test_the_log_never_shows_the_mongodb_password(ferretdb: FerretDBServer) -> N
 
 def test_make_run_against_mongodb(ferretdb: FerretDBServer) -> None:
     # `SESSIONVALIDATOR_STORE_URL=mongodb://… make run`: the script mints into MongoDB and serves from it.
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
-    env.update({"SESSIONVALIDATOR_LISTEN": f"127.0.0.1:{port}", "SESSIONVALIDATOR_STORE_URL": ferretdb.url})
-    proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "run.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        cookie = None
-        assert proc.stderr is not None
-        while time.monotonic() < deadline and cookie is None:
-            line = proc.stderr.readline().decode()
-            match = re.match(r"\s+(connect\.sid=\S+)$", line)
-            if match:
-                cookie = match.group(1)
-        assert cookie is not None, "run.sh printed no cookie"
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=20)
-            response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
-                pb.ValidateSessionRequest(cookie_header_text=cookie), timeout=5, wait_for_ready=True
-            )
+    with run_script_answer({"SESSIONVALIDATOR_STORE_URL": ferretdb.url}) as response:
         assert response.verdict == pb.VERDICT_VALID
         assert response.user.id == "dev-user"
         with ferretdb.client() as client:
             assert client[ferretdb.database]["sessions"].find_one({"_id": response.session_id}) is not None
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
