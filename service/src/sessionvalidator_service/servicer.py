@@ -202,17 +202,16 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         if request is None:  # not a protobuf message at all (see wire.py)
             await self._fail(context, malformed_request())
         started = perf_counter()
-        try:
-            outcome = await self._validator.validate(credential_input(request), self._identity(context))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status (errors.py)
+        try:  # timed without a context manager: this is the hot path
+            try:
+                outcome = await self._validator.validate(credential_input(request), self._identity(context))
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status (errors.py)
+                await self._fail(context, self._reporter.failure(exc))
+            if outcome.reason is None:
+                await self._fail(context, rate_limited(outcome.retry_after_s or 0.0, outcome.scope))
+            return self._response(outcome)
+        finally:
             self._metrics.observe_single(perf_counter() - started)
-            await self._fail(context, self._reporter.failure(exc))
-        if outcome.reason is None:
-            self._metrics.observe_single(perf_counter() - started)
-            await self._fail(context, rate_limited(outcome.retry_after_s or 0.0, outcome.scope))
-        response = self._response(outcome)
-        self._metrics.observe_single(perf_counter() - started)
-        return response
 
     async def ValidateSessions(  # noqa: N802 - gRPC method name
         self,
