@@ -68,6 +68,9 @@ async def serve() -> None:
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(READINESS_SERVICE, handlers),))
+    # Registered too, as the service registers its handlers (server._add_servicer): pygrpc-native serves
+    # registered methods natively and generic ones through a slower path.
+    server.add_registered_method_handlers(READINESS_SERVICE, handlers)  # type: ignore[attr-defined]
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         ReflectionServicer((READINESS_SERVICE, reflection.SERVICE_NAME)), server
     )
