@@ -150,14 +150,15 @@ def burst(redis_server: RedisServer, stub: pb_grpc.SessionValidatorStub, n: int)
     return results
 
 
-def test_connections_pooled_before_a_redis_restart_are_not_reused(redis_server: RedisServer) -> None:
+def test_connections_opened_before_a_redis_restart_are_not_reused(redis_server: RedisServer) -> None:
+    """No call fails on a connection that died with the old Redis (the pipelined one, or redis-py's pooled ones)."""
     seed(redis_server, CORPUS)
     save_snapshot(redis_server)
     env = {
         **SETTINGS,
         "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
         "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "2000",
-        # One connection per waiting call, whichever server kind delivers them together.
+        # One lookup per waiting call, whichever server kind delivers them together.
         "SESSIONVALIDATOR_COALESCE": "false",
     }
     with running_validator(env) as validator, grpc.insecure_channel(validator.address) as channel:
@@ -165,7 +166,7 @@ def test_connections_pooled_before_a_redis_restart_are_not_reused(redis_server: 
         stub = pb_grpc.SessionValidatorStub(channel)
         assert all(o.code is None for o in burst(redis_server, stub, 8))
         pooled = len(local_ports_to(validator.proc.pid, redis_server.port))
-        assert pooled >= 8
+        assert pooled >= 1
         redis_server.stop()
         time.sleep(0.8)
         redis_server.start()

@@ -57,7 +57,7 @@ def debug_sleep(client: redis.Redis, seconds: float) -> None:
 class RedisServer:
     """A redis-server process with no persistence, on a port of its own."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             msg = "redis-server is not installed (make test-deps installs it)"
@@ -65,6 +65,7 @@ class RedisServer:
         self.binary = binary
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="sv-redis-")
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,6 +90,7 @@ class RedisServer:
                 "no",
                 "--enable-debug-command",
                 "yes",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

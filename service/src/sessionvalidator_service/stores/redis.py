@@ -28,6 +28,7 @@ from sessionvalidator_service.stores import (
     StoreUnavailableError,
     UserRecordData,
 )
+from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, ReplyError, pipeline_target
 from sessionvalidator_service.stores.redis_topologies import cluster_client, lean_connections, sentinel_master
 from sessionvalidator_service.stores.redis_url import check_redis_url, parse_topology_url
 
@@ -84,8 +85,18 @@ def session_from_replies(length: Any, value: Any, pttl: Any, max_bytes: int) -> 
 class RedisSessionStore(SessionStore):
     """Reads sessions and user records from Redis, with a hard timeout."""
 
-    def __init__(self, client: aioredis.Redis, options: StoreOptions, *, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        options: StoreOptions,
+        *,
+        cluster: bool = False,
+        pipeline: PipelinedConnection | None = None,
+    ) -> None:
         self._client = client
+        # Session lookups and pings go over the pipelined connection when the
+        # URL allows one (see redis_pipeline); everything else over redis-py.
+        self._pipeline = pipeline
         self._prefix = options.key_prefix
         self._timeout = options.timeout_s
         self._user_key = options.user_key
@@ -105,7 +116,11 @@ class RedisSessionStore(SessionStore):
         topology = parse_topology_url(url)
         timeout_s, max_connections = options.timeout_s, options.max_connections
         client: aioredis.Redis
+        pipeline = None
         if topology is None:
+            target = pipeline_target(url)
+            if target is not None:
+                pipeline = PipelinedConnection(target, connect_timeout_s=timeout_s)
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
                 **lean_connections(),
@@ -122,7 +137,7 @@ class RedisSessionStore(SessionStore):
             # The store only calls pipeline(transaction=False) and aclose() on
             # its client, which the cluster adapter provides over a RedisCluster.
             client = cast("aioredis.Redis", cluster_client(topology, timeout_s, max_connections))
-        return cls(client, options, cluster=topology is not None and topology.kind == "cluster")
+        return cls(client, options, cluster=topology is not None and topology.kind == "cluster", pipeline=pipeline)
 
     @property
     def coalescable(self) -> bool:
@@ -130,7 +145,9 @@ class RedisSessionStore(SessionStore):
         return not self._cluster
 
     async def aclose(self) -> None:
-        """Close every pooled connection (a pool handed to a client is not closed by default)."""
+        """Close every connection (a pool handed to a client is not closed by default)."""
+        if self._pipeline is not None:
+            await self._pipeline.aclose()
         await self._client.aclose(close_connection_pool=True)
 
     async def _run(self, commands: Sequence[tuple[str, ...]], timeout_s: float | None = None) -> list[Any]:
@@ -195,31 +212,53 @@ class RedisSessionStore(SessionStore):
         One command: sent without a pipeline object, whose bookkeeping costs
         more than the command itself.
         """
+        if self._pipeline is not None:
+            reply = await self._pipelined_script(keys)
+        else:
+            reply = await self._pooled_script(keys)
+        if reply is None:
+            self._scripted = False
+            return None
+        if not isinstance(reply, list):
+            raise StoreUnavailableError(f"unexpected script reply: {type(reply).__name__}")
+        return reply
+
+    async def _pipelined_script(self, keys: list[str]) -> Any:
+        assert self._pipeline is not None  # noqa: S101 - callers check
+        limit = str(self._max_bytes)
+        reply = await self._pipeline.execute(
+            "EVALSHA", _READ_SESSIONS_SHA, len(keys), *keys, limit, timeout_s=self._timeout
+        )
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            reply = await self._pipeline.execute(
+                "EVAL", _READ_SESSIONS, len(keys), *keys, limit, timeout_s=self._timeout
+            )
+        if isinstance(reply, ReplyError):
+            if not _refuses_scripts(str(reply)):
+                raise StoreUnavailableError(str(reply))
+            _log_no_scripts(str(reply))
+            return None
+        return reply
+
+    async def _pooled_script(self, keys: list[str]) -> Any:
         limit = str(self._max_bytes)
         try:
             async with asyncio.timeout(self._timeout):
                 try:
-                    reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                    return await self._client.execute_command(  # type: ignore[no-untyped-call]
                         "EVALSHA", _READ_SESSIONS_SHA, len(keys), *keys, limit
                     )
                 except redis.exceptions.NoScriptError:
-                    reply = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                    return await self._client.execute_command(  # type: ignore[no-untyped-call]
                         "EVAL", _READ_SESSIONS, len(keys), *keys, limit
                     )
         except redis.exceptions.ResponseError as exc:
-            log.warning(
-                "the store refuses scripts; reading sessions command by command",
-                extra={"event": "store_no_scripts", "error": str(exc)[:200]},
-            )
-            self._scripted = False
+            _log_no_scripts(str(exc))
             return None
         except (TimeoutError, redis.exceptions.TimeoutError) as exc:
             raise StoreTimeoutError(str(exc) or "store timeout") from exc
         except (redis.exceptions.RedisError, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
-        if not isinstance(reply, list):
-            raise StoreUnavailableError(f"unexpected script reply: {type(reply).__name__}")
-        return reply
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserRecordData | None]:
         """Read many user records in one round trip.
@@ -253,6 +292,11 @@ class RedisSessionStore(SessionStore):
 
     async def ping(self, timeout_s: float | None = None) -> None:
         """Raise a StoreError unless the store answers PING in time."""
+        if self._pipeline is not None:
+            reply = await self._pipeline.execute("PING", timeout_s=self._timeout if timeout_s is None else timeout_s)
+            if isinstance(reply, ReplyError):
+                raise StoreUnavailableError(str(reply))
+            return
         (result,) = await self._run([("PING",)], timeout_s=timeout_s)
         if isinstance(result, Exception):
             raise StoreUnavailableError(str(result))
@@ -265,3 +309,20 @@ class RedisSessionStore(SessionStore):
         (result,) = await self._run([command])
         if isinstance(result, Exception):
             raise StoreUnavailableError(str(result))
+
+
+def _refuses_scripts(error: str) -> bool:
+    """Whether an error reply to EVAL means this server will never run the script.
+
+    ``NOPERM`` (an ACL user without scripting) and plain ``ERR`` (scripting
+    unknown or disabled) do; ``LOADING``, ``BUSY``, ``MASTERDOWN`` and the like
+    are the store being unavailable for now.
+    """
+    return error.startswith(("NOPERM", "ERR"))
+
+
+def _log_no_scripts(error: str) -> None:
+    log.warning(
+        "the store refuses scripts; reading sessions command by command",
+        extra={"event": "store_no_scripts", "error": error[:200]},
+    )
