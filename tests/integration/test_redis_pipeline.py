@@ -6,13 +6,14 @@ a slow connection and drop a silent one; a restart; error replies. Then the
 store over it: the script evicted (NOSCRIPT) and a user not allowed to run
 scripts.
 """
+# ruff: noqa: S106 - made-up credentials for throwaway servers
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -48,7 +49,7 @@ def target_of(server: RedisServer, **login: Any) -> PipelineTarget:
 @pytest.fixture
 def unix_redis() -> Iterator[RedisServer]:
     server = RedisServer()
-    socket_path = os.path.join(server.dir, "redis.sock")
+    socket_path = str(Path(server.dir) / "redis.sock")
     server.extra_args = ("--unixsocket", socket_path, "--unixsocketperm", "700")
     server.start()
     try:
