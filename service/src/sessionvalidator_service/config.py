@@ -298,6 +298,8 @@ class Settings:
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
     # HTTP/2 streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS); 0: grpc's default (no limit).
     max_concurrent_streams: int = 256
+    # Sessions kept in memory while Redis reports every change to them (client-side tracking); 0: off.
+    session_cache: int = 10_000
 
     def __repr__(self) -> str:
         # Every field, derived so it cannot drift; never a secret or a password.
@@ -324,6 +326,7 @@ class Settings:
             mongo_collection=self.mongo_collection,
             mongo_users_collection=self.mongo_users_collection,
             max_session_bytes=self.max_session_bytes,
+            session_cache=self.session_cache,
         )
 
     @classmethod
@@ -357,6 +360,7 @@ class Settings:
             max_session_bytes=_whole(env, "MAX_SESSION_BYTES", 1024 * 1024, 1024, 512 * 1024 * 1024),
             max_in_flight=_whole(env, "MAX_IN_FLIGHT", 4096, 0, 1_000_000),
             max_concurrent_streams=_whole(env, "MAX_CONCURRENT_STREAMS", 256, 0, 65_535),
+            session_cache=_whole(env, "SESSION_CACHE", 10_000, 0, 10_000_000),
             attribute_policy=_attribute_policy(env),
             cookie_name=cookie_name,
             key_prefix=env.get(PREFIX + "KEY_PREFIX", "sess:"),

@@ -183,9 +183,28 @@ class Validator:
         return exc
 
     async def _sessions(self, session_ids: list[str]) -> list[StoredSession]:
+        """Read sessions: from the store's cache when it has them (no round trip, no suspension), else from it."""
+        peek = self._store.peek
+        if len(session_ids) == 1:
+            cached = peek(session_ids[0])
+            if cached is not None:
+                return [cached]
+            return [await self._lookup(session_ids)]
+        found = [peek(session_id) for session_id in session_ids]
+        missing = [session_id for session_id, stored in zip(session_ids, found, strict=True) if stored is None]
+        if missing:
+            read = iter(await self._lookup_many(missing))
+            found = [stored if stored is not None else next(read) for stored in found]
+        return found  # type: ignore[return-value]  # every None was replaced above
+
+    async def _lookup(self, session_ids: list[str]) -> StoredSession:
         try:
-            if len(session_ids) == 1:
-                return [await self._store.get_session(session_ids[0])]
+            return await self._store.get_session(session_ids[0])
+        except StoreTimeoutError as exc:
+            raise self._timed_out(exc) from exc
+
+    async def _lookup_many(self, session_ids: list[str]) -> list[StoredSession]:
+        try:
             return await self._store.get_sessions(session_ids)
         except StoreTimeoutError as exc:
             raise self._timed_out(exc) from exc

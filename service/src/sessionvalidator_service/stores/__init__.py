@@ -103,6 +103,8 @@ class StoreOptions:
     # Stored sessions larger than this are not read (answered SESSION_TOO_LARGE).
     max_session_bytes: int = 1024 * 1024
     max_connections: int = 512
+    # Sessions kept in memory while the store reports every change (Redis client-side tracking); 0: none.
+    session_cache: int = 0
 
 
 class SessionStore(abc.ABC):
@@ -116,6 +118,14 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def get_sessions(self, session_ids: Sequence[str]) -> list[StoredSession]:
         """Read every session in one round trip, in order; raise :class:`StoreError` if the store cannot."""
+
+    def peek(self, session_id: str) -> StoredSession | None:  # noqa: ARG002 - stores without a cache ignore it
+        """Return what the store holds under ``session_id`` when known without asking it, else ``None``.
+
+        A store that caches answers here only while it is told of every
+        change, so the answer is what a lookup would return now.
+        """
+        return None
 
     async def get_session(self, session_id: str) -> StoredSession:
         """Read one session."""

@@ -47,6 +47,10 @@ class CoalescingStore(SessionStore):
         """Already coalescing."""
         return False
 
+    def peek(self, session_id: str) -> StoredSession | None:
+        """Pass through: a cached answer needs no round trip to share."""
+        return self._store.peek(session_id)
+
     async def get_session(self, session_id: str) -> StoredSession:
         """Look ``session_id`` up together with whatever else is waiting."""
         loop = asyncio.get_running_loop()

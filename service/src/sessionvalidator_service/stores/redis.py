@@ -1,10 +1,13 @@
-"""The connect-redis store, read through redis-py.
+"""The connect-redis store.
 
 Only this module knows how connect-redis lays sessions out:
 ``<prefix><sid>`` holds ``JSON.stringify(session)`` with a TTL, and user
 records, when configured, live under a key template such as ``user:{id}`` as
-a JSON string or a hash. URL parsing is in :mod:`.redis_url`; the Sentinel
-and Cluster adapters in :mod:`.redis_topologies`.
+a JSON string or a hash. A plain ``redis://`` or ``unix://`` server is read
+over one pipelined connection (:mod:`.redis_pipeline`), with recently read
+sessions kept while Redis reports every change (:mod:`.redis_tracking`); TLS,
+Sentinel (:mod:`.redis_topologies`) and Cluster go through redis-py's pooled
+clients. URL parsing is in :mod:`.redis_url`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sessionvalidator_service.stores import (
 )
 from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, ReplyError, pipeline_target
 from sessionvalidator_service.stores.redis_topologies import cluster_client, lean_connections, sentinel_master
+from sessionvalidator_service.stores.redis_tracking import SessionCache, Tracking
 from sessionvalidator_service.stores.redis_url import check_redis_url, parse_topology_url
 
 log = logging.getLogger("sessionvalidator.store")
@@ -69,7 +73,7 @@ def session_from_replies(length: Any, value: Any, pttl: Any, max_bytes: int) -> 
     if isinstance(pttl, Exception):
         raise StoreUnavailableError(str(pttl))
     for reply in (length, value):
-        if isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("WRONGTYPE"):
+        if isinstance(reply, redis.exceptions.ResponseError | ReplyError) and str(reply).startswith("WRONGTYPE"):
             return _WRONG_TYPE  # something other than a session lives under the key
         if isinstance(reply, Exception):
             raise StoreUnavailableError(str(reply))
@@ -92,11 +96,17 @@ class RedisSessionStore(SessionStore):
         *,
         cluster: bool = False,
         pipeline: PipelinedConnection | None = None,
+        tracking: tuple[SessionCache, Tracking] | None = None,
     ) -> None:
         self._client = client
-        # Session lookups and pings go over the pipelined connection when the
-        # URL allows one (see redis_pipeline); everything else over redis-py.
+        # Every command goes over the pipelined connection when the URL allows
+        # one (see redis_pipeline); TLS, Sentinel and Cluster over redis-py.
         self._pipeline = pipeline
+        # Sessions kept while Redis reports every change to them (see redis_tracking).
+        self._cache: SessionCache | None = None
+        self._tracking: Tracking | None = None
+        if tracking is not None:
+            self._cache, self._tracking = tracking
         self._prefix = options.key_prefix
         self._timeout = options.timeout_s
         self._user_key = options.user_key
@@ -117,9 +127,18 @@ class RedisSessionStore(SessionStore):
         timeout_s, max_connections = options.timeout_s, options.max_connections
         client: aioredis.Redis
         pipeline = None
+        tracking = None
         if topology is None:
             target = pipeline_target(url)
-            if target is not None:
+            if target is not None and options.session_cache > 0:
+                cache = SessionCache(options.session_cache)
+                tracker = Tracking(target, options.key_prefix, cache, timeout_s=timeout_s)
+                pipeline = PipelinedConnection(
+                    target, connect_timeout_s=timeout_s, on_connect=tracker.data_connected, on_lost=tracker.data_lost
+                )
+                tracker.attach(pipeline)
+                tracking = (cache, tracker)
+            elif target is not None:
                 pipeline = PipelinedConnection(target, connect_timeout_s=timeout_s)
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
@@ -137,7 +156,13 @@ class RedisSessionStore(SessionStore):
             # The store only calls pipeline(transaction=False) and aclose() on
             # its client, which the cluster adapter provides over a RedisCluster.
             client = cast("aioredis.Redis", cluster_client(topology, timeout_s, max_connections))
-        return cls(client, options, cluster=topology is not None and topology.kind == "cluster", pipeline=pipeline)
+        return cls(
+            client,
+            options,
+            cluster=topology is not None and topology.kind == "cluster",
+            pipeline=pipeline,
+            tracking=tracking,
+        )
 
     @property
     def coalescable(self) -> bool:
@@ -146,6 +171,8 @@ class RedisSessionStore(SessionStore):
 
     async def aclose(self) -> None:
         """Close every connection (a pool handed to a client is not closed by default)."""
+        if self._tracking is not None:
+            await self._tracking.aclose()
         if self._pipeline is not None:
             await self._pipeline.aclose()
         await self._client.aclose(close_connection_pool=True)
@@ -156,6 +183,10 @@ class RedisSessionStore(SessionStore):
         Command errors come back in the list as exceptions; connection
         problems and timeouts raise a StoreError.
         """
+        if self._pipeline is not None:
+            return await self._pipeline.execute_many(
+                list(commands), timeout_s=self._timeout if timeout_s is None else timeout_s
+            )
         try:
             async with asyncio.timeout(self._timeout if timeout_s is None else timeout_s):
                 async with self._client.pipeline(transaction=False) as pipe:
@@ -194,6 +225,23 @@ class RedisSessionStore(SessionStore):
         if not session_ids:
             return []
         keys = [self._prefix + session_id for session_id in session_ids]
+        cache = self._cache
+        if cache is None:
+            return await self._read(keys)
+        token = cache.begin(keys)
+        found = None
+        try:
+            found = await self._read(keys)
+            return found
+        finally:
+            cache.end(keys, token, found)
+
+    def peek(self, session_id: str) -> StoredSession | None:
+        """Return the session from the cache, while tracking keeps it true."""
+        cache = self._cache
+        return cache.get(self._prefix + session_id) if cache is not None else None
+
+    async def _read(self, keys: list[str]) -> list[StoredSession]:
         replies = await self._scripted_read(keys) if self._scripted else None
         if replies is None:
             last = str(self._max_bytes - 1)
@@ -283,6 +331,8 @@ class RedisSessionStore(SessionStore):
             except ValueError:
                 return None
             return record if isinstance(record, dict) else None
+        if isinstance(as_hash, list) and not isinstance(as_string, bytes):  # RESP2 HGETALL: field, value, ...
+            as_hash = dict(zip(as_hash[::2], as_hash[1::2], strict=True))
         if isinstance(as_hash, dict) and as_hash:
             return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in as_hash.items()}
         for result in (as_string, as_hash):
@@ -292,11 +342,6 @@ class RedisSessionStore(SessionStore):
 
     async def ping(self, timeout_s: float | None = None) -> None:
         """Raise a StoreError unless the store answers PING in time."""
-        if self._pipeline is not None:
-            reply = await self._pipeline.execute("PING", timeout_s=self._timeout if timeout_s is None else timeout_s)
-            if isinstance(reply, ReplyError):
-                raise StoreUnavailableError(str(reply))
-            return
         (result,) = await self._run([("PING",)], timeout_s=timeout_s)
         if isinstance(result, Exception):
             raise StoreUnavailableError(str(result))

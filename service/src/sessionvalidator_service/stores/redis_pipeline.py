@@ -9,10 +9,11 @@ socket calls themselves). :class:`PipelinedConnection` is that protocol: one
 connection, any number of commands in flight, replies matched to callers in
 order (Redis answers a connection's commands in the order it received them).
 
-It speaks RESP2 and knows only what the session lookups need: TCP or a unix
-socket, ``AUTH`` and ``SELECT`` on connect, a timeout per command, and
-reconnecting on the next command after a failure. Everything else (TLS,
-Sentinel, Cluster, user records, writes) stays on redis-py; see
+It speaks RESP2 and knows only what the store needs: TCP or a unix socket,
+``AUTH`` and ``SELECT`` on connect, a timeout per command (or per batch of
+commands), reconnecting on the next command after a failure, hooks to set a
+new connection up, and pushed messages (for the invalidations of
+:mod:`.redis_tracking`). TLS, Sentinel and Cluster stay on redis-py; see
 :func:`pipeline_target` for which URLs qualify.
 
 Failures are typed as the store interface wants them: a command that gets no
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -39,7 +41,17 @@ from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 
 from sessionvalidator_service.stores import StoreTimeoutError, StoreUnavailableError
 
-__all__ = ["SILENCE_FACTOR", "PipelineTarget", "PipelinedConnection", "ReplyError", "pipeline_target"]
+__all__ = [
+    "SILENCE_FACTOR",
+    "PipelineTarget",
+    "PipelinedConnection",
+    "ReplyError",
+    "Send",
+    "pipeline_target",
+]
+
+# Sends one command on a connection being set up, returns its reply.
+Send = Callable[..., Awaitable[Any]]
 
 # A connection whose oldest waiting command has had no reply for this many
 # command timeouts (and at least MIN_SILENCE_S) is dropped.
@@ -110,19 +122,36 @@ def pack(args: tuple[str | bytes | int, ...]) -> bytes:
 class _Protocol(asyncio.Protocol):
     """Matches replies to the futures of the commands that asked, in order."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, on_push: Callable[[Any], bool] | None = None, on_lost: Callable[[_Protocol], None] | None = None
+    ) -> None:
         self._reader = hiredis.Reader(replyError=ReplyError)
         # Each command waiting for its reply, with the loop time it was sent.
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.retiring = False
+        self._on_push = on_push
+        self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's are not asyncio.Transport subclasses
 
     def send(self, data: bytes, future: asyncio.Future[Any], now: float) -> None:
         assert self.transport is not None  # noqa: S101 - only sent to once connected
+        if self.closed:
+            future.set_exception(StoreUnavailableError("store connection closed"))
+            return
         self.waiting.append((future, now))
+        self.transport.write(data)
+
+    def send_many(self, data: bytes, futures: list[asyncio.Future[Any]], now: float) -> None:
+        assert self.transport is not None  # noqa: S101 - only sent to once connected
+        if self.closed:
+            for future in futures:
+                future.set_exception(StoreUnavailableError("store connection closed"))
+            return
+        self.waiting.extend((future, now) for future in futures)
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -135,12 +164,28 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            if self._on_push is not None and self._on_push(reply):
+                continue  # a message the server pushed (pub/sub), not a reply
             if not self.waiting:
                 self.abort(StoreUnavailableError("the store sent a reply nobody asked for"))
                 return
             future, _ = self.waiting.popleft()
             if not future.done():  # its caller may have timed out or given up
                 future.set_result(reply)
+            if self.retiring and not self.waiting:
+                self.close()
+
+    def retire(self) -> None:
+        """Take no new commands; close once every command sent has its reply."""
+        self.retiring = True
+        if not self.waiting:
+            self.close()
+
+    def close(self) -> None:
+        """Close gracefully (what waits fails as lost)."""
+        if self.transport is not None:
+            self.transport.close()
+        self._fail(StoreUnavailableError("store connection closed"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(StoreUnavailableError(f"connection to the store lost: {exc or 'closed by the store'}"))
@@ -152,6 +197,8 @@ class _Protocol(asyncio.Protocol):
             self.transport.abort()
 
     def _fail(self, error: Exception) -> None:
+        if not self.closed and self._on_lost is not None:
+            self._on_lost(self)
         self.closed = True
         while self.waiting:
             future, _ = self.waiting.popleft()
@@ -162,11 +209,55 @@ class _Protocol(asyncio.Protocol):
 class PipelinedConnection:
     """One connection to ``target``, opened on first use and again after any failure."""
 
-    def __init__(self, target: PipelineTarget, *, connect_timeout_s: float) -> None:
+    def __init__(
+        self,
+        target: PipelineTarget,
+        *,
+        connect_timeout_s: float,
+        on_connect: Callable[[Send], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
+        on_push: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """``on_connect`` runs after log-in on every new connection, before any command is sent on it.
+
+        ``on_lost`` is called once when a connection is gone (lost, dropped
+        or closed); ``on_push`` sees every reply first and returns ``True``
+        for a message the server pushed rather than a reply to a command.
+        """
         self._target = target
         self._connect_timeout_s = connect_timeout_s
+        self._on_connect = on_connect
+        self._on_lost = on_lost
+        self._on_push = on_push
         self._protocol: _Protocol | None = None
+        self._newest: _Protocol | None = None  # the connection being opened, or open: whose loss is reported
         self._connecting: asyncio.Task[_Protocol] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now."""
+        return self._protocol is not None and not self._protocol.closed
+
+    def retire(self) -> None:
+        """Send the next command on a new connection; the open one closes once it has answered what it was sent.
+
+        Its closing is not reported to ``on_lost``. Nothing to do while a
+        connection is being opened: that one is new.
+        """
+        if self._connecting is not None:
+            return
+        protocol, self._protocol, self._newest = self._protocol, None, None
+        if protocol is not None:
+            protocol.retire()
+
+    def _lost(self, protocol: _Protocol) -> None:
+        if protocol is self._newest and self._on_lost is not None:
+            self._on_lost()
+
+    def abort(self, error: Exception) -> None:
+        """Drop the open connection, failing what waits on it with ``error``; the next command reconnects."""
+        if self._protocol is not None:
+            self._protocol.abort(error)
 
     async def execute(self, *args: str | bytes | int, timeout_s: float) -> Any:
         """Send one command and return its reply (a :class:`ReplyError` for an error reply)."""
@@ -183,6 +274,27 @@ class PipelinedConnection:
         finally:
             timer.cancel()
 
+    async def execute_many(self, commands: list[tuple[str | bytes | int, ...]], *, timeout_s: float) -> list[Any]:
+        """Send ``commands`` in one write and return their replies, within one timeout for all."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connection()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        protocol.send_many(b"".join(pack(command) for command in commands), futures, now)
+        silence_s = max(MIN_SILENCE_S, SILENCE_FACTOR * timeout_s)
+        timer = loop.call_later(timeout_s, _expire_many, protocol, futures, silence_s)
+        try:
+            return [await future for future in futures]
+        finally:
+            timer.cancel()
+            for future in futures:
+                if not future.done():
+                    future.cancel()  # nobody will look: let the reply, or the failure, fall away
+                elif not future.cancelled():
+                    future.exception()  # retrieved: one failure fails the call, the rest are the same
+
     async def _connection(self) -> _Protocol:
         """Return the open connection, opening it when needed (one attempt shared by every caller)."""
         if self._connecting is None:
@@ -195,23 +307,32 @@ class PipelinedConnection:
     def _connected(self, task: asyncio.Task[_Protocol]) -> None:
         self._connecting = None
         if not task.cancelled() and task.exception() is None:
-            self._protocol = task.result()
+            protocol = task.result()
+            if protocol is self._newest:  # not retired while it was being opened
+                self._protocol = protocol
 
     async def _connect(self) -> _Protocol:
         target = self._target
         loop = asyncio.get_running_loop()
+
+        def new_protocol() -> _Protocol:
+            self._newest = _Protocol(self._on_push, self._lost)
+            return self._newest
+
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 if target.path is not None:
-                    _, protocol = await loop.create_unix_connection(_Protocol, target.path)
+                    _, protocol = await loop.create_unix_connection(new_protocol, target.path)
                 else:
-                    transport, protocol = await loop.create_connection(_Protocol, target.host, target.port)
+                    transport, protocol = await loop.create_connection(new_protocol, target.host, target.port)
                     sock = transport.get_extra_info("socket")
                     if sock is not None:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 try:
                     await self._log_in(protocol, loop)
+                    if self._on_connect is not None:
+                        await self._on_connect(lambda *args: _send(protocol, loop, args))
                 except BaseException:
                     protocol.abort(StoreUnavailableError("connection set-up failed"))
                     raise
@@ -230,11 +351,7 @@ class PipelinedConnection:
             )
         if target.db:
             commands.append(("SELECT", target.db))
-        futures = []
-        for command in commands:
-            future: asyncio.Future[Any] = loop.create_future()
-            protocol.send(pack(command), future, loop.time())
-            futures.append((str(command[0]), future))
+        futures = [(str(command[0]), _send(protocol, loop, command)) for command in commands]
         for name, future in futures:
             reply = await future
             if isinstance(reply, ReplyError):
@@ -250,6 +367,12 @@ class PipelinedConnection:
             self._protocol = None
 
 
+def _send(protocol: _Protocol, loop: asyncio.AbstractEventLoop, command: tuple[Any, ...]) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = loop.create_future()
+    protocol.send(pack(command), future, loop.time())
+    return future
+
+
 def _expire(protocol: _Protocol, future: asyncio.Future[Any], silence_s: float) -> None:
     """Fail a command that got no reply in time; drop a connection silent for ``silence_s``."""
     if future.done():
@@ -259,3 +382,10 @@ def _expire(protocol: _Protocol, future: asyncio.Future[Any], silence_s: float) 
     _, oldest_sent = protocol.waiting[0]
     if asyncio.get_running_loop().time() - oldest_sent >= silence_s:
         protocol.abort(StoreTimeoutError(f"no reply from the store for {silence_s:g} s; reconnecting"))
+
+
+def _expire_many(protocol: _Protocol, futures: list[asyncio.Future[Any]], silence_s: float) -> None:
+    """Fail the commands of one :meth:`PipelinedConnection.execute_many` that are still waiting."""
+    for future in futures:
+        if not future.done():
+            _expire(protocol, future, silence_s)
