@@ -7,9 +7,13 @@ merged, so one scrape sees the whole unit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,10 +31,80 @@ log = logging.getLogger("sessionvalidator.metrics")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class _Tally:
+    """Counts taken on the hot path as plain numbers, added to their Prometheus children when read.
+
+    prometheus_client takes a lock (and, with workers, writes a memory-mapped
+    file) on every increment: three of them per call cost about as much as
+    the rest of our own code. Here a call only adds to a number; a scrape
+    (registered as the first collector of the registry, so it runs before the
+    metrics are read) and a once-a-second flush on the event loop (what
+    workers' merged metrics see) add the growth since the last flush. Only
+    the event loop adds; totals only grow and flushes are serialised, so
+    nothing is lost or added twice.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[Any, int] = {}  # Counter child -> total
+        self._counted: dict[Any, int] = {}  # Counter child -> total already added
+        self._histograms: dict[Any, tuple[tuple[float, ...], list[int], list[float]]] = {}
+        self._histogrammed: dict[Any, tuple[list[int], float]] = {}
+
+    def inc(self, child: Any) -> None:
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + 1
+
+    def observer(self, child: Any, buckets: tuple[float, ...]) -> Any:
+        """Return a function that observes a value into the Histogram ``child``."""
+        counts = [0] * (len(buckets) + 1)  # the last is +Inf
+        total = [0.0]
+        self._histograms[child] = (buckets, counts, total)
+        self._histogrammed[child] = ([0] * len(counts), 0.0)
+
+        def observe(value: float) -> None:
+            counts[bisect_left(buckets, value)] += 1
+            total[0] += value
+
+        return observe
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the Prometheus children."""
+        with self._lock:
+            for child, count in list(self._counts.items()):
+                done = self._counted.get(child, 0)
+                if count > done:
+                    child.inc(count - done)
+                    self._counted[child] = count
+            for child, (_, counts, sums) in self._histograms.items():
+                done_counts, done_sum = self._histogrammed[child]
+                now_counts, now_sum = list(counts), sums[0]
+                if now_counts == done_counts:
+                    continue
+                for index, (now, done) in enumerate(zip(now_counts, done_counts, strict=True)):
+                    if now > done:
+                        child._buckets[index].inc(now - done)  # noqa: SLF001 - Histogram.observe's own storage
+                child._sum.inc(now_sum - done_sum)  # noqa: SLF001
+                self._histogrammed[child] = (now_counts, now_sum)
+
+    def collect(self) -> list[Any]:
+        """Flush before the registry reads the metrics; no metrics of its own."""
+        self.flush()
+        return []
+
+    def describe(self) -> list[Any]:
+        """No metrics of its own (and do not flush at registration)."""
+        return []
+
+
 class Metrics:
     """Every metric the service exports; label children are bound once."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self._tally = _Tally()
+        registry.register(self._tally)
+        self.flush = self._tally.flush
+        self._flushing: asyncio.Task[None] | None = None
         validations = Counter(
             "sessionvalidator_validations",
             "Credentials judged, by verdict and reason.",
@@ -45,7 +119,10 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._latency = {m: latency.labels(m) for m in ("ValidateSession", "ValidateSessions", "Check", "ForwardAuth")}
+        self._latency = {
+            method: self._tally.observer(latency.labels(method), _LATENCY_BUCKETS)
+            for method in ("ValidateSession", "ValidateSessions", "Check", "ForwardAuth")
+        }
         self._gateway = Counter(
             "sessionvalidator_gateway_decisions",
             "Gateway answers (front: ext_authz or http) by decision (allow, deny, unavailable, rate_limited, error)"
@@ -54,7 +131,7 @@ class Metrics:
             registry=registry,
         )
         self._gateway_children: dict[tuple[str, str, str], Any] = {}
-        self.observe_single = self._latency["ValidateSession"].observe
+        self.observe_single = self._latency["ValidateSession"]
         store_errors = Counter(
             "sessionvalidator_store_errors",
             "Calls that failed because the session store could not be read, by ErrorInfo reason.",
@@ -95,14 +172,33 @@ class Metrics:
             registry=registry,
         )
 
+    def start_flushing(self, interval_s: float = 1.0) -> None:
+        """Flush once every ``interval_s`` on the running loop (workers' merged metrics read only what is flushed)."""
+
+        async def flush_every() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                self.flush()
+
+        self._flushing = asyncio.get_running_loop().create_task(flush_every(), name="metrics-flush")
+
+    async def stop_flushing(self) -> None:
+        """Stop the periodic flush, and flush what is left."""
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
+        self.flush()
+
     def judged(self, reason: Reason, secret_index: int | None) -> None:
         """Count one answered credential."""
-        self._by_reason[reason].inc()
+        inc = self._tally.inc
+        inc(self._by_reason[reason])
         if secret_index is not None:
             child = self._by_index.get(secret_index)
             if child is None:
                 child = self._by_index[secret_index] = self._secret_index.labels(str(secret_index))
-            child.inc()
+            inc(child)
 
     def gateway_decision(self, front: str, decision: str, label: str) -> None:
         """Count one answer given to a gateway."""
@@ -110,7 +206,7 @@ class Metrics:
         child = self._gateway_children.get(key)
         if child is None:  # a handful of combinations: bound once each
             child = self._gateway_children[key] = self._gateway.labels(front, decision, label)
-        child.inc()
+        self._tally.inc(child)
 
     def overloaded(self, cause: str) -> None:
         """Count one call refused for overload."""
@@ -131,7 +227,7 @@ class Metrics:
         try:
             yield
         finally:
-            self._latency[method].observe(time.perf_counter() - started)
+            self._latency[method](time.perf_counter() - started)
 
 
 def serve_metrics(listen: str, *, multiprocess: bool = False) -> int:

@@ -292,6 +292,7 @@ class Service:
                 raise OSError(msg) from exc
         await server.start()
         loop_lag.start()
+        metrics.start_flushing()
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
         log.info(
             "serving",
@@ -356,6 +357,7 @@ class Service:
         else:
             await self.server.stop(grace)
         await self._loop_lag.stop()
+        await self.metrics.stop_flushing()
         try:
             async with asyncio.timeout(2.0):
                 await self.store.aclose()

@@ -57,6 +57,10 @@ UNREAD_WHEN_LIMITED = 4096
 # this many distinct values (then the cache starts afresh).
 CACHED_SESSION_BYTES = 8192
 CACHED_SESSIONS = 4096
+# Credentials whose signature verified are remembered, by their exact text, for
+# up to this many distinct texts (then it starts afresh) and until the secrets
+# change: a client sends the same cookie again and again.
+VERIFIED_CREDENTIALS = 8192
 
 # ("header", latin-1 text of the Cookie header) or ("value", the bare cookie value).
 CredentialInput = tuple[Literal["header", "value"], str]
@@ -134,6 +138,7 @@ class Validator:
         self._clock = clock
         self._logs = LogBudget(log)
         self._cache: dict[bytes, tuple[ParsedSession, Profile | None]] = {}
+        self._verified: dict[CredentialInput, Credential] = {}
 
     @property
     def cookie_name(self) -> str:
@@ -154,6 +159,7 @@ class Validator:
         """
         self._signer = Signer(secrets)
         self._hasher = SessionIdHasher(secrets[0])
+        self._verified = {}  # verified with the old list: verify again
 
     # ------------------------------------------------------------ admission
 
@@ -228,9 +234,22 @@ class Validator:
             assert self._limiter is not None  # noqa: S101 - limited implies a limiter
             assert identity is not None  # noqa: S101 - and an identity
             return self._limiter.retry_after(identity.key) or 0.0
+        known = self._verified.get(item)
+        if known is not None:
+            return known
+        signer = self._signer
         if kind == "header":
-            return read_credential(self._signer, self._cookie_name, header=text)
-        return read_credential(self._signer, self._cookie_name, value=text)
+            credential = read_credential(signer, self._cookie_name, header=text)
+        else:
+            credential = read_credential(signer, self._cookie_name, value=text)
+        # Only a signature that verified is remembered, and only while these secrets are in use (a
+        # rotation or the kill switch swaps the whole dictionary); nothing else would be worth it.
+        if credential.reason is None and signer is self._signer and len(text) <= UNREAD_WHEN_LIMITED:
+            verified = self._verified
+            if len(verified) >= VERIFIED_CREDENTIALS:
+                verified.clear()
+            verified[item] = credential
+        return credential
 
     def _charge(self, credential: Credential, identity: Identity | None) -> float | None:
         """Count a bad attempt; return the seconds to wait when the identity has none left."""
