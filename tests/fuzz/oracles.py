@@ -47,10 +47,16 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator_service.domain import MAX_CREDENTIAL_LENGTH, Credential, Reason, UserRecord
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.profile import AttributePolicy, build_profile
-from sessionvalidator_service.servicer import REASONS, VERDICTS, SessionValidatorServicer, user_profile
+from sessionvalidator_service.servicer import (
+    REASONS,
+    VERDICTS,
+    SessionValidatorServicer,
+    serialize_response,
+    user_profile,
+)
 from sessionvalidator_service.stores import StoredSession
 from sessionvalidator_service.stores.memory import MemoryStore
-from sessionvalidator_service.validator import Validator
+from sessionvalidator_service.validator import Outcome, Validator
 
 COOKIE_NAME = "connect.sid"
 
@@ -379,9 +385,16 @@ class Judge:
         """The response for ``credential`` given ``stored``, and the user whose record is still to be read."""
         outcome = self.validator._judge(credential, stored)
         if self.validator._needs_record(outcome):
-            return self.servicer._response(outcome), outcome.user
+            return self.respond(outcome), outcome.user
         self.validator._profile(outcome)
-        return self.servicer._response(outcome), None
+        return self.respond(outcome), None
+
+    def respond(self, outcome: Outcome) -> pb.ValidateSessionResponse:
+        """The response message, after checking that ValidateSession's pre-encoded bytes are its exact encoding."""
+        response = self.servicer._response(outcome)
+        encoded = self.servicer._encoded(outcome)
+        assert serialize_response(encoded) == response.SerializeToString(), (encoded, response)
+        return response
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from sessionvalidator_service.http_auth import HttpAuthServer
 from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.overload import LoopLag
 from sessionvalidator_service.serverkind import kind_named
-from sessionvalidator_service.servicer import SessionValidatorServicer
+from sessionvalidator_service.servicer import SessionValidatorServicer, serialize_response
 from sessionvalidator_service.stores import SessionStore, StoreError, open_store
 from sessionvalidator_service.stores.coalesce import CoalescingStore
 from sessionvalidator_service.tls import server_credentials
@@ -147,7 +147,7 @@ def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -
         "ValidateSession": grpc.unary_unary_rpc_method_handler(
             servicer.ValidateSession,
             request_deserializer=read_request,
-            response_serializer=pb.ValidateSessionResponse.SerializeToString,
+            response_serializer=serialize_response,
         ),
         "ValidateSessions": grpc.unary_unary_rpc_method_handler(
             servicer.ValidateSessions,

@@ -46,6 +46,7 @@ __all__ = [
     "VERDICTS",
     "SessionValidatorServicer",
     "credential_input",
+    "serialize_response",
     "timestamp",
     "user_profile",
 ]
@@ -60,6 +61,38 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # read can make the server hold is bounded by the streams a connection may open.
 MAX_PROFILE_BYTES = 64 * 1024
 _CACHED_PROFILES = 4096
+# Encoded responses kept (their parts around expire_time) for this many sessions, then afresh.
+_CACHED_ENCODINGS = 8192
+_EXPIRE_TIME_TAG = b"\x32"  # ValidateSessionResponse.expire_time: field 6, length-delimited
+
+
+def serialize_response(response: pb.ValidateSessionResponse | bytes) -> bytes:
+    """Serialize a ValidateSession response; one the servicer already encoded is sent as it is."""
+    return response if response.__class__ is bytes else response.SerializeToString()  # type: ignore[union-attr]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:  # noqa: PLR2004 - seven bits a byte
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _expire_time_field(moment: datetime) -> bytes:
+    """ValidateSessionResponse.expire_time as protobuf encodes it (seconds and nanos omitted when 0)."""
+    delta = moment - _EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    nanos = delta.microseconds * 1000
+    body = b""
+    if seconds > 0:
+        body = b"\x08" + _varint(seconds)
+    elif seconds < 0:
+        body = b"\x08" + _varint(seconds & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement, ten bytes
+    if nanos:
+        body += b"\x10" + _varint(nanos)
+    return _EXPIRE_TIME_TAG + _varint(len(body)) + body
 
 
 def credential_input(request: pb.ValidateSessionRequest) -> CredentialInput:
@@ -135,6 +168,9 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         self._identify = identify
         cookie_name = validator.cookie_name
         self._profiles: dict[int, tuple[Profile, pb.UserProfile]] = {}
+        # (session id, secret index, reason, authenticated, id(profile)) -> the encoding before
+        # and after expire_time, and the profile (kept alive so its id is not reused meanwhile).
+        self._encodings: dict[tuple[str, int | None, Reason, bool, int], tuple[bytes, bytes, Profile | None]] = {}
         # Verdicts decided by the cookie alone carry no per-call data; they
         # are built once and serialized from the same message every time.
         self._fixed = {
@@ -178,6 +214,42 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
             response.user.CopyFrom(self._user_message(profile))
         return response
 
+    def _encoded(self, outcome: Outcome) -> pb.ValidateSessionResponse | bytes:
+        """Return the response for ``outcome``, encoded when it names a session: what ``_response`` serializes to.
+
+        Everything but ``expire_time`` is the same for every call on one
+        stored session, so it is encoded once, and the expiry (field 6) is
+        spliced in between, in field order as protobuf itself writes it.
+        """
+        reason = outcome.reason
+        credential = outcome.credential
+        session_id = credential.session_id
+        if reason is None or session_id is None:
+            return self._response(outcome)
+        profile = outcome.profile
+        authenticated = outcome.user is not None
+        key = (session_id, credential.secret_index, reason, authenticated, id(profile))
+        parts = self._encodings.get(key)
+        if parts is None or parts[2] is not profile:
+            head = pb.ValidateSessionResponse(
+                verdict=VERDICTS[reason.verdict],
+                reason=REASONS[reason],
+                session_id=session_id,
+                authenticated=authenticated,
+            )
+            if profile is not None:
+                head.user.CopyFrom(self._user_message(profile))
+            tail = pb.ValidateSessionResponse(
+                secret_index=credential.secret_index, cookie_name=self._validator.cookie_name
+            )
+            parts = (head.SerializeToString(), tail.SerializeToString(), profile)
+            if len(self._encodings) >= _CACHED_ENCODINGS:
+                self._encodings.clear()
+            self._encodings[key] = parts
+        if outcome.expire_time is None:
+            return parts[0] + parts[1]
+        return parts[0] + _expire_time_field(outcome.expire_time) + parts[1]
+
     def _user_message(self, profile: Profile) -> pb.UserProfile:
         """Return the UserProfile of ``profile``, built once per profile the validator keeps (see Validator._parsed)."""
         cached = self._profiles.get(id(profile))
@@ -193,12 +265,16 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
     async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], failure: Failure) -> NoReturn:
         await abort(context, failure, retry_pushback=self._retry_pushback)
 
-    async def ValidateSession(  # noqa: N802 - gRPC method name
+    async def ValidateSession(  # type: ignore[override]  # noqa: N802 - gRPC method name; may answer encoded bytes
         self,
         request: pb.ValidateSessionRequest | None,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> pb.ValidateSessionResponse:
-        """Judge one credential; a store failure ends the call with UNAVAILABLE."""
+    ) -> pb.ValidateSessionResponse | bytes:
+        """Judge one credential; a store failure ends the call with UNAVAILABLE.
+
+        The answer may come already encoded (see ``_encoded``); the method is
+        registered with :func:`serialize_response`.
+        """
         if request is None:  # not a protobuf message at all (see wire.py)
             await self._fail(context, malformed_request())
         started = perf_counter()
@@ -209,7 +285,7 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
                 await self._fail(context, self._reporter.failure(exc))
             if outcome.reason is None:
                 await self._fail(context, rate_limited(outcome.retry_after_s or 0.0, outcome.scope))
-            return self._response(outcome)
+            return self._encoded(outcome)
         finally:
             self._metrics.observe_single(perf_counter() - started)
 
