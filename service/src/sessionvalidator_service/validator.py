@@ -306,7 +306,8 @@ class Validator:
         parsed = parse_session(data)
         user = parsed.user
         profile = None
-        if user is not None and user.record is not None:
+        if user is not None and (user.record is not None or not self._store.has_user_records):
+            # The user object itself, or an id no store record completes: both are in the bytes.
             profile = build_profile(user, user.record, self._policy)
         if len(data) <= CACHED_SESSION_BYTES:
             if len(self._cache) >= CACHED_SESSIONS:
