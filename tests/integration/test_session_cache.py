@@ -24,7 +24,8 @@ from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.stores import StoredSession, StoreOptions
 from sessionvalidator_service.stores.redis import RedisSessionStore
 from tests.faults.support import SETTINGS, mint_cookies
-from tests.support.processes import RedisServer, running_validator
+from tests.integration.test_metrics import metrics_port, scrape
+from tests.support.processes import RedisServer, ValidatorProcess, running_validator
 
 T = TypeVar("T")
 SESSION = b'{"cookie":{"originalMaxAge":null},"passport":{"user":"7"}}'
@@ -40,6 +41,11 @@ def run(factory: Callable[[RedisSessionStore], Awaitable[T]], url: str) -> T:
             await store.aclose()
 
     return uvloop.run(main())
+
+
+def cache_lookups(validator: ValidatorProcess, result: str) -> float:
+    samples = scrape(metrics_port(validator))
+    return samples.get(f'sessionvalidator_session_cache_lookups_total{{result="{result}"}}', 0.0)
 
 
 def reads(client: redis.Redis) -> int:
@@ -134,7 +140,9 @@ def test_losing_the_invalidation_connection_stops_the_cache_until_tracking_is_ba
     assert back < 3.0
 
 
-def test_losing_the_data_connection_stops_the_cache(redis_server: RedisServer) -> None:
+def test_losing_the_data_connection_stops_the_cache(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     client = redis_server.client()
     client.set("sess:a", SESSION)
 
@@ -147,7 +155,10 @@ def test_losing_the_data_connection_stops_the_cache(redis_server: RedisServer) -
         (found,) = await store.get_sessions(["a"])
         return found.data if isinstance(found.data, bytes) else None
 
-    assert run(scenario, redis_server.url) == CHANGED
+    with caplog.at_level(logging.INFO, logger="sessionvalidator.store"):
+        assert run(scenario, redis_server.url) == CHANGED
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events.index("session_cache_on") < events.index("session_cache_off")
 
 
 def test_a_restarted_redis_clears_the_cache(redis_server: RedisServer) -> None:
@@ -209,18 +220,20 @@ def test_session_cache_zero_is_off(redis_server: RedisServer) -> None:
 def test_the_service_answers_repeat_lookups_from_the_cache_and_sees_a_logout_at_once(redis_server: RedisServer) -> None:
     (cookie,) = mint_cookies(redis_server, 1)
     client = redis_server.client()
-    env = {**SETTINGS, "SESSIONVALIDATOR_REDIS_URL": redis_server.url}
+    env = {**SETTINGS, "SESSIONVALIDATOR_REDIS_URL": redis_server.url, "SESSIONVALIDATOR_METRICS_LISTEN": "127.0.0.1:0"}
     with running_validator(env) as validator, grpc.insecure_channel(validator.address) as channel:
         stub = pb_grpc.SessionValidatorStub(channel)
         assert stub.ValidateSession(cookie.request).verdict == pb.VERDICT_VALID
-        time.sleep(1.2)  # tracking is on once the first connection is set up; at the latest after one keeper pass
+        assert validator.output is not None
+        validator.output.wait_for(lambda line: '"event": "session_cache_on"' in line, timeout=3)
         stub.ValidateSession(cookie.request)
-        before = reads(client)
+        before, hits_before = reads(client), cache_lookups(validator, "hit")
         answers = [stub.ValidateSession(cookie.request) for _ in range(50)]
         served_by_redis = reads(client) - before
         assert {a.verdict for a in answers} == {pb.VERDICT_VALID}
         assert {a.user.id for a in answers} == {cookie.user_id}
         assert served_by_redis == 0
+        assert cache_lookups(validator, "hit") - hits_before == 50
         client.delete("sess:" + cookie.session_id)  # req.session.destroy(), by the app
         started = time.monotonic()
         while (verdict := stub.ValidateSession(cookie.request).verdict) == pb.VERDICT_VALID:

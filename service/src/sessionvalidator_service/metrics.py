@@ -55,6 +55,10 @@ class _Tally:
         counts = self._counts
         counts[child] = counts.get(child, 0) + 1
 
+    def add(self, child: Any, amount: int) -> None:
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + amount
+
     def observer(self, child: Any, buckets: tuple[float, ...]) -> Any:
         """Return a function that observes a value into the Histogram ``child``."""
         counts = [0] * (len(buckets) + 1)  # the last is +Inf
@@ -151,6 +155,13 @@ class Metrics:
             ["index"],
             registry=registry,
         )
+        cache_lookups = Counter(
+            "sessionvalidator_session_cache_lookups",
+            "Session lookups answered from the session cache (hit) or read from the store (miss); only with a cache.",
+            ["result"],
+            registry=registry,
+        )
+        self._cache_hit, self._cache_miss = cache_lookups.labels("hit"), cache_lookups.labels("miss")
         overloaded = Counter(
             "sessionvalidator_overloaded",
             "Calls refused with UNAVAILABLE (OVERLOADED), by cause: too many in progress (in_flight), or a store "
@@ -189,6 +200,13 @@ class Metrics:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flushing
         self.flush()
+
+    def cache_lookups(self, hits: int, misses: int) -> None:
+        """Count session lookups answered from the cache and read from the store."""
+        if hits:
+            self._tally.add(self._cache_hit, hits)
+        if misses:
+            self._tally.add(self._cache_miss, misses)
 
     def judged(self, reason: Reason, secret_index: int | None) -> None:
         """Count one answered credential."""

@@ -190,14 +190,21 @@ class Validator:
 
     async def _sessions(self, session_ids: list[str]) -> list[StoredSession]:
         """Read sessions: from the store's cache when it has them (no round trip, no suspension), else from it."""
-        peek = self._store.peek
+        store = self._store
+        if not store.caches:
+            if len(session_ids) == 1:
+                return [await self._lookup(session_ids)]
+            return await self._lookup_many(session_ids)
+        peek = store.peek
         if len(session_ids) == 1:
             cached = peek(session_ids[0])
+            self._metrics.cache_lookups(cached is not None, cached is None)
             if cached is not None:
                 return [cached]
             return [await self._lookup(session_ids)]
         found = [peek(session_id) for session_id in session_ids]
         missing = [session_id for session_id, stored in zip(session_ids, found, strict=True) if stored is None]
+        self._metrics.cache_lookups(len(found) - len(missing), len(missing))
         if missing:
             read = iter(await self._lookup_many(missing))
             found = [stored if stored is not None else next(read) for stored in found]

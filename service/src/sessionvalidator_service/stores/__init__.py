@@ -119,6 +119,11 @@ class SessionStore(abc.ABC):
     async def get_sessions(self, session_ids: Sequence[str]) -> list[StoredSession]:
         """Read every session in one round trip, in order; raise :class:`StoreError` if the store cannot."""
 
+    @property
+    def caches(self) -> bool:
+        """Whether :meth:`peek` may answer (the store keeps a cache)."""
+        return False
+
     def peek(self, session_id: str) -> StoredSession | None:  # noqa: ARG002 - stores without a cache ignore it
         """Return what the store holds under ``session_id`` when known without asking it, else ``None``.
 

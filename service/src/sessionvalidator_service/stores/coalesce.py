@@ -47,6 +47,11 @@ class CoalescingStore(SessionStore):
         """Already coalescing."""
         return False
 
+    @property
+    def caches(self) -> bool:
+        """Pass through."""
+        return self._store.caches
+
     def peek(self, session_id: str) -> StoredSession | None:
         """Pass through: a cached answer needs no round trip to share."""
         return self._store.peek(session_id)

@@ -236,6 +236,11 @@ class RedisSessionStore(SessionStore):
         finally:
             cache.end(keys, token, found)
 
+    @property
+    def caches(self) -> bool:
+        """Whether sessions are cached (``SESSIONVALIDATOR_SESSION_CACHE``, a plain server)."""
+        return self._cache is not None
+
     def peek(self, session_id: str) -> StoredSession | None:
         """Return the session from the cache, while tracking keeps it true."""
         cache = self._cache

@@ -184,14 +184,29 @@ class Tracking:
             self._refuse(str(reply))
             return
         self._cache.start(epoch)
+        if self._cache.live:
+            log.info(
+                "session cache on: Redis reports every change to the sessions",
+                extra={"event": "session_cache_on", "prefix_length": len(self._prefix)},
+            )
 
     def data_lost(self) -> None:
         """Nothing reports changes any more: stop."""
-        self._cache.stop()
+        self._stop("the data connection was lost")
 
     def _subscriber_lost(self) -> None:
         self._subscriber_id = None
+        self._stop("the invalidation connection was lost")
+
+    def _stop(self, why: str) -> None:
+        was_live = self._cache.live
         self._cache.stop()
+        if was_live:
+            log.warning(
+                "session cache off until tracking is back: %s",
+                why,
+                extra={"event": "session_cache_off", "cause": why},
+            )
 
     async def _subscribe(self, send: Send) -> None:
         client_id = await send("CLIENT", "ID")
