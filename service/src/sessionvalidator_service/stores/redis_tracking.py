@@ -160,6 +160,7 @@ class Tracking:
         self._data: PipelinedConnection | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._refused = False
+        self._closing = False
 
     def attach(self, data: PipelinedConnection) -> None:
         """Keep the reads of ``data`` (a connection built with :meth:`data_connected` and :meth:`data_lost`)."""
@@ -201,7 +202,7 @@ class Tracking:
     def _stop(self, why: str) -> None:
         was_live = self._cache.live
         self._cache.stop()
-        if was_live:
+        if was_live and not self._closing:
             log.warning(
                 "session cache off until tracking is back: %s",
                 why,
@@ -256,6 +257,7 @@ class Tracking:
 
     async def aclose(self) -> None:
         """Stop re-establishing and close the invalidation connection."""
+        self._closing = True
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
