@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -137,15 +137,8 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's are not asyncio.Transport subclasses
 
-    def send(self, data: bytes, future: asyncio.Future[Any], now: float) -> None:
-        assert self.transport is not None  # noqa: S101 - only sent to once connected
-        if self.closed:
-            future.set_exception(StoreUnavailableError("store connection closed"))
-            return
-        self.waiting.append((future, now))
-        self.transport.write(data)
-
-    def send_many(self, data: bytes, futures: list[asyncio.Future[Any]], now: float) -> None:
+    def send(self, data: bytes, futures: Sequence[asyncio.Future[Any]], now: float) -> None:
+        """Write ``data`` (one or more commands), each command's future waiting for its reply in order."""
         assert self.transport is not None  # noqa: S101 - only sent to once connected
         if self.closed:
             for future in futures:
@@ -261,14 +254,10 @@ class PipelinedConnection:
 
     async def execute(self, *args: str | bytes | int, timeout_s: float) -> Any:
         """Send one command and return its reply (a :class:`ReplyError` for an error reply)."""
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            protocol = await self._connection()
-        loop = asyncio.get_running_loop()
+        protocol, loop = await self._open()
         future: asyncio.Future[Any] = loop.create_future()
-        protocol.send(pack(args), future, loop.time())
-        silence_s = max(MIN_SILENCE_S, SILENCE_FACTOR * timeout_s)
-        timer = loop.call_later(timeout_s, _expire, protocol, future, silence_s)
+        protocol.send(pack(args), (future,), loop.time())
+        timer = loop.call_later(timeout_s, _expire, protocol, future, _silence_s(timeout_s))
         try:
             return await future
         finally:
@@ -276,15 +265,10 @@ class PipelinedConnection:
 
     async def execute_many(self, commands: list[tuple[str | bytes | int, ...]], *, timeout_s: float) -> list[Any]:
         """Send ``commands`` in one write and return their replies, within one timeout for all."""
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            protocol = await self._connection()
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        protocol, loop = await self._open()
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
-        protocol.send_many(b"".join(pack(command) for command in commands), futures, now)
-        silence_s = max(MIN_SILENCE_S, SILENCE_FACTOR * timeout_s)
-        timer = loop.call_later(timeout_s, _expire_many, protocol, futures, silence_s)
+        protocol.send(b"".join(pack(command) for command in commands), futures, loop.time())
+        timer = loop.call_later(timeout_s, _expire_many, protocol, futures, _silence_s(timeout_s))
         try:
             return [await future for future in futures]
         finally:
@@ -294,6 +278,12 @@ class PipelinedConnection:
                     future.cancel()  # nobody will look: let the reply, or the failure, fall away
                 elif not future.cancelled():
                     future.exception()  # retrieved: one failure fails the call, the rest are the same
+
+    async def _open(self) -> tuple[_Protocol, asyncio.AbstractEventLoop]:
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connection()
+        return protocol, asyncio.get_running_loop()
 
     async def _connection(self) -> _Protocol:
         """Return the open connection, opening it when needed (one attempt shared by every caller)."""
@@ -369,8 +359,13 @@ class PipelinedConnection:
 
 def _send(protocol: _Protocol, loop: asyncio.AbstractEventLoop, command: tuple[Any, ...]) -> asyncio.Future[Any]:
     future: asyncio.Future[Any] = loop.create_future()
-    protocol.send(pack(command), future, loop.time())
+    protocol.send(pack(command), (future,), loop.time())
     return future
+
+
+def _silence_s(timeout_s: float) -> float:
+    """How long the oldest waiting command may hear nothing before its connection is dropped."""
+    return max(MIN_SILENCE_S, SILENCE_FACTOR * timeout_s)
 
 
 def _expire(protocol: _Protocol, future: asyncio.Future[Any], silence_s: float) -> None:
