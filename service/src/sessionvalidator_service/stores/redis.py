@@ -96,17 +96,15 @@ class RedisSessionStore(SessionStore):
         *,
         cluster: bool = False,
         pipeline: PipelinedConnection | None = None,
-        tracking: tuple[SessionCache, Tracking] | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
         self._client = client
         # Every command goes over the pipelined connection when the URL allows
         # one (see redis_pipeline); TLS, Sentinel and Cluster over redis-py.
         self._pipeline = pipeline
         # Sessions kept while Redis reports every change to them (see redis_tracking).
-        self._cache: SessionCache | None = None
-        self._tracking: Tracking | None = None
-        if tracking is not None:
-            self._cache, self._tracking = tracking
+        self._tracking = tracking
+        self._cache = tracking.cache if tracking is not None else None
         self._prefix = options.key_prefix
         self._timeout = options.timeout_s
         self._user_key = options.user_key
@@ -132,12 +130,11 @@ class RedisSessionStore(SessionStore):
             target = pipeline_target(url)
             if target is not None and options.session_cache > 0:
                 cache = SessionCache(options.session_cache)
-                tracker = Tracking(target, options.key_prefix, cache, timeout_s=timeout_s)
+                tracking = Tracking(target, options.key_prefix, cache, timeout_s=timeout_s)
                 pipeline = PipelinedConnection(
-                    target, connect_timeout_s=timeout_s, on_connect=tracker.data_connected, on_lost=tracker.data_lost
+                    target, connect_timeout_s=timeout_s, on_connect=tracking.data_connected, on_lost=tracking.data_lost
                 )
-                tracker.attach(pipeline)
-                tracking = (cache, tracker)
+                tracking.attach(pipeline)
             elif target is not None:
                 pipeline = PipelinedConnection(target, connect_timeout_s=timeout_s)
             pool = aioredis.BlockingConnectionPool.from_url(

@@ -162,6 +162,11 @@ class Tracking:
         self._refused = False
         self._closing = False
 
+    @property
+    def cache(self) -> SessionCache:
+        """The cache this keeps true."""
+        return self._cache
+
     def attach(self, data: PipelinedConnection) -> None:
         """Keep the reads of ``data`` (a connection built with :meth:`data_connected` and :meth:`data_lost`)."""
         self._data = data
