@@ -231,17 +231,14 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         key = (session_id, credential.secret_index, reason, authenticated, id(profile))
         parts = self._encodings.get(key)
         if parts is None or parts[2] is not profile:
-            head = pb.ValidateSessionResponse(
-                verdict=VERDICTS[reason.verdict],
-                reason=REASONS[reason],
-                session_id=session_id,
-                authenticated=authenticated,
-            )
-            if profile is not None:
-                head.user.CopyFrom(self._user_message(profile))
-            tail = pb.ValidateSessionResponse(
-                secret_index=credential.secret_index, cookie_name=self._validator.cookie_name
-            )
+            # _response's own message, cut around field 6: fields 1-5 before it, 7-8 after.
+            head = self._response(outcome)
+            head.ClearField("expire_time")
+            tail = pb.ValidateSessionResponse(cookie_name=head.cookie_name)
+            if head.HasField("secret_index"):
+                tail.secret_index = head.secret_index
+            head.ClearField("secret_index")
+            head.ClearField("cookie_name")
             parts = (head.SerializeToString(), tail.SerializeToString(), profile)
             if len(self._encodings) >= _CACHED_ENCODINGS:
                 self._encodings.clear()
