@@ -10,11 +10,17 @@ import pytest
 from sessionvalidator_service.mint import MintedSession, mint_session
 from sessionvalidator_service.signature import Signer
 from tests.gateways.support import GATEWAYS, EchoUpstream, Gateway
-from tests.support.processes import RedisServer, ValidatorProcess
+from tests.support.processes import RedisServer, ValidatorProcess, free_port
 
 SECRET = "gateway tests: a signing secret comfortably over 32 bytes"  # noqa: S105 - a test secret
 SIGNER = Signer((SECRET,))
 USER = {"id": "u-7", "username": "ann", "email": "ann@example.com", "roles": ["admin", "dev"]}
+
+
+def mint_forged() -> str:
+    """A Cookie header pair signed with another secret: refused before any store lookup."""
+    forged = mint_session(Signer(("not the validator's secret, but long enough to pass",)), user=USER)
+    return forged.cookie_header("connect.sid")
 
 
 @dataclass
@@ -57,6 +63,12 @@ def stack() -> Iterator[Stack]:
         validator.close()
         upstream.close()
         redis.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on: a validator that cannot be reached."""
+    return free_port()
 
 
 @pytest.fixture(scope="module", params=sorted(GATEWAYS))

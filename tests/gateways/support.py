@@ -98,9 +98,16 @@ class Response:
         return None
 
 
-def request(port: int, path: str, headers: Sequence[tuple[str, str | bytes]] = ()) -> Response:
-    """Send one GET with exactly these header lines (repeats allowed, bytes sent as is)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def request(
+    port: int, path: str, headers: Sequence[tuple[str, str | bytes]] = (), *, source: str | None = None
+) -> Response:
+    """Send one GET with exactly these header lines (repeats allowed, bytes sent as is), from ``source`` if given.
+
+    ``source`` is another loopback address (127.x.y.z), so one test can play several clients.
+    """
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=10, source_address=(source, 0) if source else None
+    )
     try:
         connection.putrequest("GET", path)
         for name, value in headers:
