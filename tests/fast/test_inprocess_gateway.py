@@ -59,7 +59,13 @@ def running(loop_thread: LoopThread, request: pytest.FixtureRequest) -> Iterator
     env = getattr(request, "param", {})
     store = MemoryStore(user_records=True)
     seed_memory(store, CORPUS)
-    service = start(loop_thread, {**CORPUS["settings"], "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0", **env}, store)
+    # Verdicts exposed, so every body can be compared with ValidateSession's (the default bodies: tests/unit).
+    settings = {
+        **CORPUS["settings"],
+        "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
+        "SESSIONVALIDATOR_GATEWAY_EXPOSE_VERDICT": "true",
+    }
+    service = start(loop_thread, {**settings, **env}, store)
     yield service
     store.failure = None
     loop_thread.run(service.service.stop())
@@ -125,6 +131,11 @@ def ok_headers(response: authz.CheckResponse) -> dict[str, str]:
     return {o.header.key: o.header.value for o in options}
 
 
+def unauthorized(verdict: str, reason: str) -> dict[str, str]:
+    """A 401 body with the verdict exposed, as the middlewares' expose_verdict option writes it."""
+    return {"error": "unauthorized", "verdict": f"VERDICT_{verdict}", "reason": f"REASON_{reason}"}
+
+
 def assert_denied(response: authz.CheckResponse, status: int, body: dict[str, Any]) -> None:
     assert response.status.code != code_pb2.OK
     assert response.HasField("denied_response")
@@ -154,9 +165,9 @@ def test_every_vector_gets_the_decision_its_verdict_calls_for(running: InProcess
             assert_user_headers(got, oracle.user)
             assert set(response.ok_response.headers_to_remove) == set(NAMES) - set(got) - {"x-session-sid-tag"}
         elif verdict == "VALID":
-            assert_denied(response, 401, {"verdict": "VALID", "authenticated": False})
+            assert_denied(response, 401, unauthorized("VALID", "SESSION_ACTIVE"))
         else:
-            assert_denied(response, 401, {"verdict": verdict})
+            assert_denied(response, 401, unauthorized(verdict, case["expect"]["reason"].removeprefix("REASON_")))
     if verdict == "VALID" and oracle.authenticated:
         assert status == 200
         assert {k for k in headers if k.startswith("x-session-")} == set(NAMES)  # empty ones included
@@ -167,7 +178,7 @@ def test_every_vector_gets_the_decision_its_verdict_calls_for(running: InProcess
         assert status == 401
         assert headers["cache-control"] == "no-store"
         assert "www-authenticate" not in headers
-        assert json.loads(body)["verdict"] == verdict
+        assert json.loads(body)["verdict"] == f"VERDICT_{verdict}"
         assert not any(k.startswith("x-session-") for k in headers)
 
 
@@ -198,6 +209,23 @@ def test_client_copies_of_user_headers_are_overwritten_or_removed(running: InPro
     assert set(got) | set(response.ok_response.headers_to_remove) == set(NAMES)
 
 
+def test_every_client_sent_lookalike_of_a_user_header_is_removed(running: InProcess) -> None:
+    """Defence in depth behind Envoy's underscore drop: any spelling a WSGI upstream would read as ours goes."""
+    sent = ("x_session_user_id", "x-session_roles", "x_session-email", "x-session-extra", "X_SESSION_USERNAME")
+    in_header_map = raw_request(VALID_HEADER.encode(), extra=tuple((name, "admin") for name in sent))
+    in_headers = map_request(VALID_HEADER)
+    for name in sent:
+        in_headers.attributes.request.http.headers[name] = "admin"
+    for request in (in_header_map, in_headers):
+        response = check(running, request)
+        removed = set(response.ok_response.headers_to_remove)
+        assert set(sent) <= removed, removed
+        assert not removed & set(ok_headers(response)), "a header the validator sets is never removed"
+    # Unrelated headers stay.
+    response = check(running, raw_request(VALID_HEADER.encode(), extra=(("x-sessions", "1"), ("session-id", "2"))))
+    assert set(response.ok_response.headers_to_remove) <= set(NAMES)
+
+
 @pytest.mark.parametrize("running", [{"SESSIONVALIDATOR_GATEWAY_ANONYMOUS": "allow"}], indirect=True)
 def test_anonymous_sessions_can_be_allowed_without_user_headers(running: InProcess) -> None:
     response = check(running, raw_request(ANONYMOUS_HEADER.encode(), extra=(("x-session-user-id", "admin"),)))
@@ -207,7 +235,9 @@ def test_anonymous_sessions_can_be_allowed_without_user_headers(running: InProce
     assert status == 200
     assert {k: v for k, v in headers.items() if k.startswith("x-session-")} == dict.fromkeys(NAMES, "")
     # Other verdicts are still denied.
-    assert_denied(check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, {"verdict": "BAD_SIGNATURE"})
+    assert_denied(
+        check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, unauthorized("BAD_SIGNATURE", "SIGNATURE_MISMATCH")
+    )
 
 
 @pytest.mark.parametrize("running", [{"SESSIONVALIDATOR_GATEWAY_HEADER_PREFIX": "X-Auth-"}], indirect=True)
@@ -226,18 +256,22 @@ def test_a_store_failure_is_503_never_401_or_200(running: InProcess, failure: Ex
     reason = "STORE_TIMEOUT" if isinstance(failure, StoreTimeoutError) else "STORE_UNAVAILABLE"
     response = check(running, raw_request(VALID_HEADER.encode()))
     assert response.status.code == code_pb2.UNAVAILABLE
-    assert_denied(response, 503, {"error": reason})
+    assert_denied(response, 503, {"error": "unavailable", "reason": reason})
     status, headers, body = forward_auth(running, VALID_HEADER.encode())
-    assert (status, json.loads(body)) == (503, {"error": reason})
-    assert headers["cache-control"] == "no-store"
+    assert (status, json.loads(body)) == (503, {"error": "unavailable", "reason": reason})
+    assert (headers["cache-control"], headers["retry-after"]) == ("no-store", "1")
     # What needs no store is still decided.
-    assert_denied(check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, {"verdict": "BAD_SIGNATURE"})
+    assert_denied(
+        check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, unauthorized("BAD_SIGNATURE", "SIGNATURE_MISMATCH")
+    )
     assert forward_auth(running, b"connect.sid=s%3Ax.y")[0] == 401
 
 
 def test_a_bug_is_500_never_401_or_200(running: InProcess) -> None:
     running.loop.call(lambda: setattr(running.store, "failure", RuntimeError("a bug")))
-    assert_denied(check(running, raw_request(VALID_HEADER.encode())), 500, {"error": "INTERNAL_ERROR"})
+    assert_denied(
+        check(running, raw_request(VALID_HEADER.encode())), 500, {"error": "internal", "reason": "INTERNAL_ERROR"}
+    )
     assert forward_auth(running, VALID_HEADER.encode())[0] == 500
 
 
@@ -267,7 +301,7 @@ def test_a_body_that_is_not_a_check_request_is_answered(running: InProcess) -> N
             response_deserializer=authz.CheckResponse.FromString,
         )
         response = call(b"\xff\xff\xff", timeout=5)
-    assert_denied(response, 400, {"error": "MALFORMED_REQUEST"})
+    assert_denied(response, 400, {"error": "bad_request", "reason": "MALFORMED_REQUEST"})
 
 
 def test_health_and_reflection_list_the_authorization_service(running: InProcess) -> None:
@@ -328,14 +362,16 @@ def test_header_values_cannot_split_or_forge_headers(text: str, sent: str) -> No
 @pytest.mark.parametrize("running", [{"SESSIONVALIDATOR_SERVER": "native"}], indirect=True)
 def test_the_native_server_kind_serves_check_too(running: InProcess) -> None:
     assert ok_headers(check(running, raw_request(VALID_HEADER.encode())))["x-session-user-id"]
-    assert_denied(check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, {"verdict": "BAD_SIGNATURE"})
+    assert_denied(
+        check(running, raw_request(b"connect.sid=s%3Ax.y")), 401, unauthorized("BAD_SIGNATURE", "SIGNATURE_MISMATCH")
+    )
 
 
 def test_oversized_and_hostile_requests_get_an_answer(running: InProcess) -> None:
     big = b"connect.sid=s%3A" + b"a" * 20_000 + b".sig"
     status, _, body = forward_auth(running, big)
-    assert (status, json.loads(body)) == (401, {"verdict": "MALFORMED"})  # TOO_LARGE, as Node refuses it
-    assert_denied(check(running, raw_request(big)), 401, {"verdict": "MALFORMED"})
+    assert (status, json.loads(body)) == (401, unauthorized("MALFORMED", "TOO_LARGE"))  # TOO_LARGE, as Node refuses it
+    assert_denied(check(running, raw_request(big)), 401, unauthorized("MALFORMED", "TOO_LARGE"))
     # Past what the HTTP parser accepts: refused by it, still an answer.
     assert forward_auth(running, b"x=" + b"a" * 100_000)[0] in {400, 431}
     # Raw bytes (obs-text) are judged; a DEL byte is refused by the parser, as Node's refuses it.

@@ -104,7 +104,7 @@ def test_connection_nomination_cannot_drop_the_real_user_headers(
     # Nominating Cookie itself may at most cost the user a 401: never a pass without a check, never another user.
     path = protected()
     response = request(gateway.port, path, [("Connection", nominated + ", Cookie"), *spoofs(), ("Cookie", cookie)])
-    if response.status == 200:  # noqa: PLR2004
+    if response.status == 200:
         expect_user(identity_headers(response))
     else:
         assert response.status == 401, (response.status, response.body[:200])
@@ -139,7 +139,7 @@ BYPASSES = [
 @pytest.mark.parametrize("path", BYPASSES)
 def test_no_path_trick_reaches_a_protected_path_unchecked(gateway: Gateway, stack: Stack, path: str) -> None:
     response = request(gateway.port, path, [("x-session-user-id", "spoof")])
-    if response.status == 401 or 300 <= response.status < 500:  # noqa: PLR2004
+    if response.status == 401 or 300 <= response.status < 500:
         # Checked and refused, refused as a bad request, or redirected to a path that is checked in turn.
         assert not any(resolved(seen.path).startswith("/api/") for seen in stack.upstream.seen if seen.path == path)
         return
@@ -156,7 +156,7 @@ def denial(response: Response, status: int) -> None:
     assert (response.header("content-type") or "").startswith("application/json"), response.headers
     assert json.loads(response.body) == BODIES[status]
     retry_after = response.header("retry-after")
-    if status == 401:  # noqa: PLR2004
+    if status == 401:
         assert retry_after is None
         assert response.header("www-authenticate") is None
     else:
@@ -196,7 +196,7 @@ def test_an_unreachable_validator_is_503_with_retry_after(name: str, stack: Stac
 
 
 @pytest.fixture(scope="module")
-def limited(stack: Stack) -> Iterator[tuple[int, int]]:
+def limited() -> Iterator[tuple[int, int]]:
     """A second validator with a tiny bad-attempt budget, trusting the gateways' client-address header."""
     redis = RedisServer().start()
     env = {

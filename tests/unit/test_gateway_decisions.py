@@ -108,35 +108,51 @@ def test_anonymous_sessions_are_denied_unless_allowed() -> None:
     anonymous = outcome(Reason.SESSION_ACTIVE, user=False)
     denied = decide(anonymous, GatewayPolicy(), tag)
     assert (denied.kind, denied.status, denied.label) == ("deny", 401, "anonymous")
-    assert json.loads(denied.body) == {"verdict": "VALID", "authenticated": False}
+    assert json.loads(denied.body) == {"error": "unauthorized"}
+    exposed = decide(anonymous, GatewayPolicy(expose_verdict=True), tag)
+    assert json.loads(exposed.body) == {
+        "error": "unauthorized",
+        "verdict": "VERDICT_VALID",
+        "reason": "REASON_SESSION_ACTIVE",
+    }
     allowed = decide(anonymous, GatewayPolicy(allow_anonymous=True), tag)
     assert allowed.allowed
     assert dict(allowed.headers) == dict.fromkeys(NAMES.all, "")
 
 
 @pytest.mark.parametrize("reason", [r for r in Reason if r is not Reason.SESSION_ACTIVE])
-def test_every_other_verdict_is_401_naming_only_the_verdict(reason: Reason) -> None:
+def test_every_other_verdict_is_401_as_the_middlewares_answer(reason: Reason) -> None:
     decision = decide(outcome(reason, user=False), GatewayPolicy(), tag)
-    assert (decision.kind, decision.status) == ("deny", 401)
-    assert json.loads(decision.body) == {"verdict": reason.verdict.value}
+    assert (decision.kind, decision.status, decision.label) == ("deny", 401, reason.verdict.value)
+    assert json.loads(decision.body) == {"error": "unauthorized"}
+    exposed = decide(outcome(reason, user=False), GatewayPolicy(expose_verdict=True), tag)
+    assert json.loads(exposed.body) == {
+        "error": "unauthorized",
+        "verdict": f"VERDICT_{reason.verdict.value}",
+        "reason": f"REASON_{reason.name}",
+    }
     assert ("cache-control", "no-store") in decision.headers
     assert not any(name == "www-authenticate" for name, _ in decision.headers)
 
 
 @pytest.mark.parametrize(
-    ("failure", "status", "kind", "body"),
+    ("failure", "status", "kind", "error", "reason"),
     [
-        (failure_for(StoreUnavailableError("x")), 503, "unavailable", "STORE_UNAVAILABLE"),
-        (failure_for(StoreTimeoutError("x")), 503, "unavailable", "STORE_TIMEOUT"),
-        (failure_for(OverloadedError()), 503, "unavailable", "OVERLOADED"),
-        (failure_for(RuntimeError("bug")), 500, "error", "INTERNAL_ERROR"),
-        (malformed_request(), 400, "error", "MALFORMED_REQUEST"),
-        (rate_limited(0.2, "peer"), 429, "rate_limited", "RATE_LIMITED"),
+        (failure_for(StoreUnavailableError("x")), 503, "unavailable", "unavailable", "STORE_UNAVAILABLE"),
+        (failure_for(StoreTimeoutError("x")), 503, "unavailable", "unavailable", "STORE_TIMEOUT"),
+        (failure_for(OverloadedError()), 503, "unavailable", "unavailable", "OVERLOADED"),
+        (failure_for(RuntimeError("bug")), 500, "error", "internal", "INTERNAL_ERROR"),
+        (malformed_request(), 400, "error", "bad_request", "MALFORMED_REQUEST"),
+        (rate_limited(0.2, "peer"), 429, "rate_limited", "rate_limited", "RATE_LIMITED"),
     ],
 )
-def test_failures_are_never_401_or_200(failure: object, status: int, kind: str, body: str) -> None:
-    decision = failed(failure)  # type: ignore[arg-type]
-    assert (decision.status, decision.kind, decision.allowed) == (status, kind, False)
-    assert json.loads(decision.body) == {"error": body}
-    if kind == "rate_limited":
-        assert ("retry-after", "1") in decision.headers
+def test_failures_are_never_401_or_200(failure: object, status: int, kind: str, error: str, reason: str) -> None:
+    decision = failed(failure, GatewayPolicy())  # type: ignore[arg-type]
+    assert (decision.status, decision.kind, decision.allowed, decision.label) == (status, kind, False, reason)
+    assert json.loads(decision.body) == {"error": error}
+    assert ("cache-control", "no-store") in decision.headers
+    exposed = failed(failure, GatewayPolicy(expose_verdict=True))  # type: ignore[arg-type]
+    assert json.loads(exposed.body) == {"error": error, "reason": reason}
+    # 429 and 503 tell the client when to try again (an outage: 1 s, as the middlewares say).
+    retry_after = dict(decision.headers).get("retry-after")
+    assert retry_after == ("1" if status in {429, 503} else None)

@@ -257,14 +257,18 @@ _HEADER_PREFIX = re.compile(r"^[0-9a-z!#$%&'*+.^_`|~-]{1,64}$")
 
 
 def _gateway(env: Mapping[str, str]) -> GatewayPolicy:
-    """``SESSIONVALIDATOR_GATEWAY_ANONYMOUS`` and ``_GATEWAY_HEADER_PREFIX`` (ext_authz and HTTP forward-auth)."""
+    """``SESSIONVALIDATOR_GATEWAY_ANONYMOUS``, ``_EXPOSE_VERDICT`` and ``_HEADER_PREFIX`` (ext_authz, forward-auth)."""
     anonymous = (env.get(PREFIX + "GATEWAY_ANONYMOUS") or "deny").strip().lower()
     if anonymous not in {"deny", "allow"}:
         raise ConfigError("GATEWAY_ANONYMOUS", f"must be deny or allow, got {anonymous!r}")
     prefix = (env.get(PREFIX + "GATEWAY_HEADER_PREFIX") or "x-session-").strip().lower()
     if not _HEADER_PREFIX.match(prefix) or prefix.startswith(":"):
         raise ConfigError("GATEWAY_HEADER_PREFIX", f"must be a header name prefix such as x-session-, got {prefix!r}")
-    return GatewayPolicy(allow_anonymous=anonymous == "allow", headers=HeaderNames.with_prefix(prefix))
+    return GatewayPolicy(
+        allow_anonymous=anonymous == "allow",
+        expose_verdict=_truthy(env, "GATEWAY_EXPOSE_VERDICT"),
+        headers=HeaderNames.with_prefix(prefix),
+    )
 
 
 @dataclass(frozen=True, slots=True)

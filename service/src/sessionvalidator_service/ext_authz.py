@@ -8,8 +8,11 @@ The Cookie header is read byte-exact from ``header_map`` raw values when
 Envoy sends them (``encode_raw_headers: true``; several Cookie headers are
 joined with ``; ``), else from the ``headers`` map. The user reaches the
 upstream in request headers set with ``OVERWRITE_IF_EXISTS_OR_ADD``; every
-other header name of ours is in ``headers_to_remove``, so a client cannot
-send ``x-session-user-id`` itself. A denial is ``status`` UNAUTHENTICATED
+other header name of ours, and every identity lookalike the request carries
+(``X_Session_User_Id``: see :mod:`.gateway`), is in ``headers_to_remove``, so a
+client cannot send ``x-session-user-id`` itself in any spelling. Envoy sends
+only the headers its ``allowed_headers`` names: the example names the Cookie
+and the lookalikes. A denial is ``status`` UNAUTHENTICATED
 with a 401 ``denied_response``; a store outage is ``status`` UNAVAILABLE
 with a 503 ``denied_response`` (not a gRPC error: a gRPC error lets the
 request through where ``failure_mode_allow`` is on). A validator that cannot
@@ -56,6 +59,12 @@ def cookie_header_of(request: Any) -> str:
     return text
 
 
+def _header_names(request: Any) -> list[str]:
+    """Every header name in a CheckRequest, from ``header_map`` and from ``headers``."""
+    http = request.attributes.request.http
+    return [entry.key for entry in http.header_map.headers] + list(http.headers)
+
+
 def _read(data: bytes) -> Any:
     """Parse a CheckRequest; ``None`` when the body is not one."""
     try:
@@ -96,11 +105,13 @@ class AuthorizationServicer:
             forwarded = request.attributes.source.address.socket_address.address or None
         return identity_of(context.peer(), forwarded)
 
-    def _response(self, decision: Decision) -> Any:
+    def _response(self, decision: Decision, request: Any = None) -> Any:
         self._metrics.gateway_decision("ext_authz", decision.kind, decision.label)
         if decision.allowed:
             # Empty values are removed, not set: a client's copy must not survive either way.
             setting = {name for name, value in decision.headers if value}
+            remove = [name for name in self._names if name not in setting]
+            remove += [name for name in self._policy.headers.lookalikes(_header_names(request)) if name not in setting]
             return authz.CheckResponse(
                 status=status_pb2.Status(code=code_pb2.OK),
                 ok_response=authz.OkHttpResponse(
@@ -111,7 +122,7 @@ class AuthorizationServicer:
                         for name, value in decision.headers
                         if value
                     ],
-                    headers_to_remove=[name for name in self._names if name not in setting],
+                    headers_to_remove=list(dict.fromkeys(remove)),
                 ),
             )
         cached = self._responses.get(decision)
@@ -137,16 +148,16 @@ class AuthorizationServicer:
         """Decide one request Envoy holds."""
         with self._metrics.timed("Check"):
             if request is None:  # not a CheckRequest at all
-                return self._response(failed(malformed_request()))
+                return self._response(failed(malformed_request(), self._policy))
             try:
                 outcome = await self._validator.validate(
                     ("header", cookie_header_of(request)), self._identity(request, context)
                 )
             except Exception as exc:  # noqa: BLE001 - every failure becomes a decision (errors.py)
-                return self._response(failed(self._reporter.failure(exc)))
+                return self._response(failed(self._reporter.failure(exc), self._policy))
             if outcome.reason is None:
-                return self._response(failed(rate_limited(outcome.retry_after_s or 0.0, outcome.scope)))
-            return self._response(decide(outcome, self._policy, self._validator.hasher))
+                return self._response(failed(rate_limited(outcome.retry_after_s or 0.0, outcome.scope), self._policy))
+            return self._response(decide(outcome, self._policy, self._validator.hasher), request)
 
 
 def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:

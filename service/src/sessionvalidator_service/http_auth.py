@@ -155,7 +155,7 @@ class HttpAuthServer:
         try:
             outcome = await self._validator.validate(("header", header), self._identity(request))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a decision (errors.py)
-            return self._response(failed(self._reporter.failure(exc)))
+            return self._response(failed(self._reporter.failure(exc), self._policy))
         if outcome.reason is None:
-            return self._response(failed(rate_limited(outcome.retry_after_s or 0.0, outcome.scope)))
+            return self._response(failed(rate_limited(outcome.retry_after_s or 0.0, outcome.scope), self._policy))
         return self._response(decide(outcome, self._policy, self._validator.hasher))
