@@ -24,7 +24,7 @@ from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
 from sessionvalidator_service.weak_secrets import weakness
 
-__all__ = ["ConfigError", "Settings", "redact_url"]
+__all__ = ["ConfigError", "HttpLimits", "Settings", "redact_url"]
 
 PREFIX = "SESSIONVALIDATOR_"
 DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
@@ -253,6 +253,14 @@ def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> f
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What clients may hold of the forward-auth port (``SESSIONVALIDATOR_HTTP_MAX_CONNECTIONS``, ``_HEADER_TIMEOUT_S``)."""
+
+    max_connections: int = 1024
+    header_timeout_s: float = 10.0
+
+
 _HEADER_PREFIX = re.compile(r"^[0-9a-z!#$%&'*+.^_`|~-]{1,64}$")
 
 
@@ -299,6 +307,7 @@ class Settings:
     max_in_flight: int = 4096
     # HTTP forward-auth (http_auth.py); None: off.
     http_listen: str | None = None
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
     # HTTP/2 streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS); 0: grpc's default (no limit).
     max_concurrent_streams: int = 256
@@ -375,6 +384,10 @@ class Settings:
             log_level=logging.getLevelNamesMapping()[level_name],
             workers=workers,
             metrics_listen=_listen(env, "METRICS_LISTEN", default=None),
+            http_limits=HttpLimits(
+                max_connections=_whole(env, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000),
+                header_timeout_s=_positive(env, "HTTP_HEADER_TIMEOUT_S", 10.0, "seconds"),
+            ),
             rate_limit=_rate_limit(env),
             rate_limit_peer_header=_peer_header(env),
             tls=_tls(env),

@@ -16,6 +16,19 @@ Server: aiohttp's low-level ``Server`` (no router, no middleware): a
 well-kept asyncio HTTP/1.1 server with a C parser (llhttp) and keep-alive,
 that runs inside the loop the gRPC server already uses, so no second thread
 or process competes for the GIL.
+
+Slow and idle clients cost this port, never the gRPC one: it holds at most
+``SESSIONVALIDATOR_HTTP_MAX_CONNECTIONS`` connections (past that a new one is
+answered 503 and closed at once), and a request's head must arrive within
+``SESSIONVALIDATOR_HTTP_HEADER_TIMEOUT_S`` of its first byte (or of the
+connection, for the first request), else the connection is closed: a
+slowloris cannot hold file descriptors that gRPC needs. An idle keep-alive
+connection is closed after 75 s, as before.
+
+On shutdown, idle keep-alive connections (nginx and Caddy keep some open) are
+closed at once and a request in progress is answered with
+``Connection: close``, so shutdown with gateways attached takes as long as
+without them.
 """
 
 from __future__ import annotations
@@ -24,12 +37,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
-from aiohttp import web, web_request, web_server
+from aiohttp import web, web_protocol, web_request, web_server
 
+from sessionvalidator_service.config import HttpLimits
 from sessionvalidator_service.cookies import header_from_bytes
 from sessionvalidator_service.errors import FailureReporter, rate_limited
 from sessionvalidator_service.gateway import Decision, GatewayPolicy, decide, failed, join_cookie_headers
+from sessionvalidator_service.logs import LogBudget
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import Identity, identity_of
 from sessionvalidator_service.validator import Validator
@@ -68,6 +84,59 @@ class _RedactParserErrors(logging.Filter):
         return True
 
 
+_KEEPALIVE_S = 75.0
+# Sent to a connection over the limit before it is closed: a gateway reads it as the validator's 503.
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n"
+    b'retry-after: 1\r\nconnection: close\r\ncontent-length: 23\r\n\r\n{"error":"unavailable"}'
+)
+
+
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's connection handler, within the port's connection limit and with a deadline for request heads."""
+
+    def __init__(self, owner: HttpAuthServer, manager: web_server.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._owner = owner
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._counted = False
+        # No request is being handled: the next bytes start a request head.
+        self.between_requests = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        owner = self._owner
+        if owner.open_connections >= owner.limits.max_connections or owner.stopping:
+            owner.refuse(transport)
+            return
+        owner.open_connections += 1
+        self._counted = True
+        super().connection_made(transport)
+        self._arm(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._counted:
+            return
+        self._counted = False
+        self._owner.open_connections -= 1
+        self.head_received()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.between_requests and self._head_deadline is None and self.transport is not None:
+            self._arm(self.transport)
+        super().data_received(data)
+
+    def _arm(self, transport: asyncio.BaseTransport) -> None:
+        self._head_deadline = self._loop.call_later(self._owner.limits.header_timeout_s, transport.close)
+
+    def head_received(self) -> None:
+        """Call off the head deadline: a request's head arrived, or the connection is gone."""
+        self.between_requests = False
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+
 # Instead of aiohttp's own, which names its and Python's versions.
 _SERVER = {"server": "sessionvalidator"}
 _parser_log = logging.getLogger("sessionvalidator.http.parser")
@@ -86,7 +155,12 @@ class HttpAuthServer:
         ready: Callable[[], bool],
         peer_header: str | None = None,
         identify: bool = True,
+        limits: HttpLimits | None = None,
     ) -> None:
+        self.limits = limits or HttpLimits()
+        self.open_connections = 0
+        self.stopping = False
+        self._refusals = LogBudget(log)
         self._validator = validator
         self._metrics = metrics
         self._reporter = FailureReporter(metrics)
@@ -101,25 +175,42 @@ class HttpAuthServer:
     async def start(self, listen: str, *, reuse_port: bool = False) -> int:
         """Listen on ``listen`` (host:port, port 0 picks one) and return the bound port."""
         host, _, port = listen.rpartition(":")
-        self._handler = web_server.Server(
-            self._handle,
-            access_log=None,
-            logger=_parser_log,
-            max_field_size=_MAX_FIELD,
-            max_line_size=_MAX_FIELD,
-            keepalive_timeout=75.0,
-        )
-        self._server = await asyncio.get_running_loop().create_server(
-            self._handler, host.strip("[]") or None, int(port), reuse_port=reuse_port or None
+        loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {
+            "access_log": None,
+            "logger": _parser_log,
+            "max_field_size": _MAX_FIELD,
+            "max_line_size": _MAX_FIELD,
+            "keepalive_timeout": _KEEPALIVE_S,
+        }
+        handler = self._handler = web_server.Server(self._handle, **options)
+        self._server = await loop.create_server(
+            lambda: _Connection(self, handler, loop=loop, **options),
+            host.strip("[]") or None,
+            int(port),
+            reuse_port=reuse_port or None,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
+    def refuse(self, transport: asyncio.BaseTransport) -> None:
+        """Answer a connection over the limit (or during shutdown) with 503 and close it."""
+        cast("asyncio.Transport", transport).write(_REFUSED)  # uvloop's transports are not WriteTransport subclasses
+        transport.close()
+        if not self.stopping:
+            self._refusals.warning(
+                "http_connection_refused",
+                "forward-auth connection refused: the port holds its limit",
+                max_connections=self.limits.max_connections,
+            )
+
     async def stop(self, grace_s: float) -> None:
-        """Stop accepting, then let requests in progress finish within ``grace_s``."""
+        """Stop accepting, close idle keep-alive connections, let requests in progress finish within ``grace_s``."""
+        self.stopping = True
         if self._server is not None:
             self._server.close()
         if self._handler is not None:
+            self._handler.pre_shutdown()  # idle connections end now, busy ones after their response
             await self._handler.shutdown(grace_s)
         if self._server is not None:
             await self._server.wait_closed()
@@ -138,6 +229,19 @@ class HttpAuthServer:
         return response
 
     async def _handle(self, request: web_request.BaseRequest) -> web.StreamResponse:
+        connection = request.protocol
+        if isinstance(connection, _Connection):
+            connection.head_received()
+        try:
+            response = await self._answer(request)
+        finally:
+            if isinstance(connection, _Connection):
+                connection.between_requests = True
+        if self.stopping:
+            response.force_close()  # Connection: close, so the gateway does not send the next request here
+        return response
+
+    async def _answer(self, request: web_request.BaseRequest) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
         if path == AUTH_PATH or path.startswith(AUTH_PATH + "/"):
             with self._metrics.timed("ForwardAuth"):

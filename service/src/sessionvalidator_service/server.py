@@ -283,6 +283,7 @@ class Service:
                 ready=lambda: monitor.serving,
                 peer_header=peer_header,
                 identify=identify,
+                limits=settings.http_limits,
             )
             try:
                 await http.start(settings.http_listen, reuse_port=reuse_port)
