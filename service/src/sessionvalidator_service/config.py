@@ -255,7 +255,10 @@ def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> f
 
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
-    """What clients may hold of the forward-auth port (``SESSIONVALIDATOR_HTTP_MAX_CONNECTIONS``, ``_HEADER_TIMEOUT_S``)."""
+    """What clients may hold of the forward-auth port.
+
+    ``SESSIONVALIDATOR_HTTP_MAX_CONNECTIONS`` and ``SESSIONVALIDATOR_HTTP_HEADER_TIMEOUT_S``.
+    """
 
     max_connections: int = 1024
     header_timeout_s: float = 10.0
