@@ -10,10 +10,8 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 
 import grpc
-import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
@@ -25,15 +23,6 @@ from tests.support.processes import RedisServer, ValidatorProcess
 GRACE_S = 10.0
 HEADER_TIMEOUT_S = 1.0
 MAX_CONNECTIONS = 40
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def start_validator(redis: RedisServer, **env: str) -> tuple[ValidatorProcess, int]:
@@ -58,7 +47,8 @@ def valid_cookie(redis: RedisServer) -> str:
     return session.cookie_header("connect.sid")
 
 
-def test_shutdown_with_keep_alive_gateways_attached_takes_no_grace(redis: RedisServer) -> None:
+def test_shutdown_with_keep_alive_gateways_attached_takes_no_grace(redis_server: RedisServer) -> None:
+    redis = redis_server
     upstream = EchoUpstream().start()
     validator, http_port = start_validator(redis)
     gateways = [
@@ -86,7 +76,8 @@ def test_shutdown_with_keep_alive_gateways_attached_takes_no_grace(redis: RedisS
         upstream.close()
 
 
-def test_slow_clients_cost_the_forward_auth_port_never_grpc(redis: RedisServer) -> None:
+def test_slow_clients_cost_the_forward_auth_port_never_grpc(redis_server: RedisServer) -> None:
+    redis = redis_server
     validator, http_port = start_validator(
         redis,
         SESSIONVALIDATOR_HTTP_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
