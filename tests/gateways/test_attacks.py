@@ -111,6 +111,22 @@ def test_connection_nomination_cannot_drop_the_real_user_headers(
         assert stack.upstream.calls_to(path) == []
 
 
+def test_caddy_still_passes_websocket_upgrades_on(stack: Stack) -> None:
+    """Defusing the nomination must not cost Caddy's WebSocket support (Envoy and nginx need their own config)."""
+    gateway = GATEWAYS["caddy"](
+        grpc_port=stack.validator.port, http_port=stack.http_port, upstream_port=stack.upstream.port
+    ).start()
+    try:
+        cookie, _ = stack.valid()
+        upgrade = [("Connection", "Upgrade, X-Session-User-Id"), ("Upgrade", "websocket")]
+        response = request(gateway.port, protected(), [*upgrade, ("Cookie", cookie)])
+        expect_user(identity_headers(response))
+        echoed = {name.lower(): value for name, value in json.loads(response.body)["headers"]}
+        assert (echoed.get("connection"), echoed.get("upgrade")) == ("Upgrade", "websocket")
+    finally:
+        gateway.close()
+
+
 def resolved(path: str) -> str:
     """The path an upstream that decodes everything and resolves dot segments would serve."""
     for _ in range(3):
