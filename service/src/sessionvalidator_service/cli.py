@@ -267,7 +267,7 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
         except grpc.RpcError as exc:
             reason = _error_reason(exc)
             print(json.dumps({"error": exc.code().name, "reason": reason, "message": exc.details()}))
-            print(f"sessionvalidator check: {call_failure(target, exc.code().name, reason, args)}", file=sys.stderr)
+            print(f"sessionvalidator check: {_call_failure(target, exc.code().name, reason, args)}", file=sys.stderr)
             return EXIT_RPC_FAILED
     print(json_format.MessageToJson(response, preserving_proto_field_name=True, indent=None))
     if response.reason == pb.REASON_COOKIE_NOT_FOUND and args.cookie is not None:
@@ -287,7 +287,7 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
     return check_exit(response.verdict)
 
 
-def call_failure(target: str, code: str, reason: str | None, args: argparse.Namespace) -> str:
+def _call_failure(target: str, code: str, reason: str | None, args: argparse.Namespace) -> str:
     """Say what a failed call means: where it went and what to try."""
     if reason in {"STORE_UNAVAILABLE", "STORE_TIMEOUT"}:
         return (
@@ -354,7 +354,9 @@ def _healthcheck(env: Mapping[str, str], args: argparse.Namespace) -> int:
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         except grpc.RpcError as exc:
-            print(f"sessionvalidator healthcheck: {call_failure(target, exc.code().name, None, args)}", file=sys.stderr)
+            print(
+                f"sessionvalidator healthcheck: {_call_failure(target, exc.code().name, None, args)}", file=sys.stderr
+            )
             return 1
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(f"{target} {args.service or '(server)'}: {name}")
