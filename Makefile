@@ -26,8 +26,9 @@ PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 PY_GEN := clients/python/src
 
 .PHONY: help
-help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+help: ## Show this help (colour only on a terminal, and not with NO_COLOR set)
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}'
 
 # ---------------------------------------------------------------- set-up
 $(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt service/pyproject.toml clients/python/pyproject.toml
@@ -152,7 +153,7 @@ fmt: venv ## ruff format and ruff check --fix on service, tests, clients/python,
 
 # ---------------------------------------------------------------- run and test
 .PHONY: run
-run: venv ## Run the service (starts a local Redis and a dev secret when none is configured)
+run: venv ## Run the service (starts a local Redis or FerretDB and a dev secret when none is configured; writes .tmp/run.env)
 	@scripts/run.sh
 
 .PHONY: test-deps

@@ -77,15 +77,20 @@ def test_mint_writes_what_connect_redis_writes(redis_server: RedisServer) -> Non
     assert len({json.loads(line)["session_id"] for line in many.stdout.splitlines()}) == 3
 
 
-def test_mint_without_a_store_fails_cleanly() -> None:
+def test_mint_without_a_store_says_which_store_and_what_to_set() -> None:
+    port = free_port()
     env = {
         "SESSIONVALIDATOR_SECRETS": "k",
         "SESSIONVALIDATOR_ALLOW_WEAK_SECRETS": "1",
-        "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "SESSIONVALIDATOR_REDIS_URL": f"redis://ann:hunter2-secret@127.0.0.1:{port}/0",
     }
     result = cli("mint", env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+    assert f"the session store at redis://ann:***@127.0.0.1:{port}/0" in result.stderr
+    assert "SESSIONVALIDATOR_STORE_URL" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Error" not in result.stderr  # the cause, not an exception class
 
 
 def test_check_prints_the_error_reason() -> None:
@@ -100,35 +105,45 @@ def test_check_prints_the_error_reason() -> None:
         down.close()
     assert result.returncode == 3, result
     assert json.loads(result.stdout)["reason"] == "STORE_UNAVAILABLE"
+    assert f"the service at {down.address} cannot reach its session store" in result.stderr
 
 
-def test_mint_finds_make_runs_dev_secret(redis_server: RedisServer, tmp_path: Path) -> None:
-    """After `make run`, `sessionvalidator mint` works from the checkout with no variable set."""
-    (tmp_path / ".tmp").mkdir()
-    (tmp_path / ".tmp" / "dev-secret").write_text("a development secret of some length, 0123456789\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
-    env["SESSIONVALIDATOR_REDIS_URL"] = redis_server.url
-    result = subprocess.run(
-        [sys.executable, "-m", "sessionvalidator_service", "mint", "--user", '"7"'],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+def test_mint_and_check_reach_the_store_and_service_of_an_env_file(seeded: ValidatorProcess, tmp_path: Path) -> None:
+    """What `make run` writes to .tmp/run.env: a terminal without any variable reaches the same store and service."""
+    secret = tmp_path / "dev-secret"
+    secret.write_text(json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"])[0] + "\n")
+    env_file = tmp_path / "run.env"
+    env_file.write_text(
+        "# as scripts/run.sh writes it\n"
+        f"SESSIONVALIDATOR_STORE_URL={seeded.env['SESSIONVALIDATOR_REDIS_URL']}\n"
+        f"SESSIONVALIDATOR_LISTEN={seeded.address}\n"
+        f"SESSIONVALIDATOR_SECRETS_FILE={secret}\n"
     )
-    assert result.returncode == 0, result.stderr
-    assert "development secret" in result.stderr
-    assert result.stdout.startswith("connect.sid=s%3A")
-    # Elsewhere, with no secret and no dev secret, it still says what is missing.
-    result = subprocess.run(
-        [sys.executable, "-m", "sessionvalidator_service", "mint"],
-        env=env,
-        cwd=tmp_path / ".tmp",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "SESSIONVALIDATOR_SECRETS" in result.stderr
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONVALIDATOR_")}
+
+    def run(*args: str, env: dict[str, str] = bare) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sessionvalidator_service", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    minted = run("mint", "--env-file", str(env_file), "--user", '"7"')
+    assert minted.returncode == 0, minted.stderr
+    checked = run("check", "--env-file", str(env_file), "--cookie", minted.stdout.strip())
+    assert checked.returncode == 0, checked
+    assert json.loads(checked.stdout)["user"]["id"] == "7"
+    assert run("healthcheck", "--env-file", str(env_file)).returncode == 0
+    # The environment wins over the file: a store that is not there is named, with the fix.
+    elsewhere = f"redis://127.0.0.1:{free_port()}/0"
+    failed = run("mint", "--env-file", str(env_file), env={**bare, "SESSIONVALIDATOR_REDIS_URL": elsewhere})
+    assert failed.returncode == 1
+    assert f"the session store at {elsewhere}:" in failed.stderr
+    # Without the file or a secret, mint says what is missing and where it may come from.
+    missing = run("mint")
+    assert missing.returncode == 2
+    assert "SESSIONVALIDATOR_SECRETS" in missing.stderr
+    assert "--env-file" in missing.stderr

@@ -3,7 +3,7 @@
 Run it next to a SessionValidator (the address comes from the environment):
 
     pip install ./clients/python starlette uvicorn   # from the root of a clone of this repository
-    SESSIONVALIDATOR_ADDR=localhost:50051 python examples/starlette_app.py
+    SESSIONVALIDATOR_ADDR=localhost:50051 python examples/starlette_app.py   # PORT=8001 to serve elsewhere
     curl -b 'connect.sid=s%3A...' http://127.0.0.1:8000/me
 
 FastAPI is Starlette underneath: ``app.add_middleware(SessionValidatorMiddleware, ...)``
@@ -12,6 +12,7 @@ and ``request.state.session_user`` work the same there.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,9 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from sessionvalidator import AsyncClient, SessionValidatorMiddleware, User, Validation
+
+# The middleware's warnings (a validator that cannot decide: 503) with their time and level.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 # Built at import time; the channel opens on the first request, in uvicorn's event loop.
 validator = AsyncClient(os.environ["SESSIONVALIDATOR_ADDR"])

@@ -8,6 +8,12 @@ Exit statuses:
   3 when the call fails (UNAVAILABLE, deadline, no server) or the verdict is one
   this version does not know (UNSPECIFIED, or a newer one), 2 on bad usage.
 * ``healthcheck``: 0 SERVING, 1 anything else (Docker's HEALTHCHECK contract).
+
+``mint``, ``check`` and ``healthcheck`` take ``--env-file FILE``: ``NAME=VALUE`` lines
+(``SESSIONVALIDATOR_*`` settings) used for the variables the environment leaves unset, so
+they reach the same store and service as the ``serve`` those settings started. Every
+error says what failed, where (the store URL without its password, the address), and
+what to do; none prints a secret or a cookie.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sessionvalidator_service.config import PREFIX, ConfigError, Settings
+from sessionvalidator_service.config import PREFIX, ConfigError, Settings, redact_url
 
 if TYPE_CHECKING:
     import grpc
@@ -37,6 +44,7 @@ CHECK_EXIT = {
 }
 EXIT_RPC_FAILED = 3
 EXIT_CONFIG = 2
+_DETAIL_MAX = 200  # characters of a store library's message that an error repeats
 
 
 def _local_target(listen: str) -> str:
@@ -51,8 +59,55 @@ def _settings(env: Mapping[str, str], *, require_secrets: bool = True) -> Settin
     try:
         return Settings.from_env(env, require_secrets=require_secrets)
     except ConfigError as exc:
-        print(f"sessionvalidator: configuration error: {exc}", file=sys.stderr)
+        hint = ""
+        if exc.variable == f"{PREFIX}SECRETS" and not env.get(f"{PREFIX}SECRETS_FILE"):
+            hint = " (set it to the Express app's secret, or pass --env-file with the service's settings)"
+        print(f"sessionvalidator: configuration error: {exc}{hint}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+# Variables that name one setting two ways: the environment setting either one keeps the file's out.
+_ALTERNATIVES = ({"STORE_URL", "REDIS_URL"}, {"SECRETS", "SECRETS_FILE"})
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """Read ``NAME=VALUE`` lines: blank lines and ``#`` comments skipped, one pair of matching quotes removed.
+
+    No expansion and no escapes, as Docker's ``--env-file`` reads them; only ``SESSIONVALIDATOR_*``
+    names are kept, so the file an orchestrator passes to ``serve`` (systemd's ``EnvironmentFile``)
+    can be shared. Raises :class:`ValueError` naming the file and line (never a value).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}") from None
+    found: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.removeprefix("export ").partition("=")
+        name = name.strip()
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{path}, line {number}: not NAME=VALUE")
+        if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name.startswith(PREFIX):
+            found[name] = value
+    return found
+
+
+def with_env_file(env: Mapping[str, str], path: str | None) -> Mapping[str, str]:
+    """``env``, with the file's settings for the ones it leaves unset (or empty)."""
+    if path is None:
+        return env
+    merged = dict(env)
+    for name, value in read_env_file(path).items():
+        bare = name.removeprefix(PREFIX)
+        same = next((group for group in _ALTERNATIVES if bare in group), {bare})
+        if not any(env.get(PREFIX + other) for other in same):
+            merged[name] = value
+    return merged
 
 
 def _serve(env: Mapping[str, str]) -> int:
@@ -78,6 +133,11 @@ def _serve(env: Mapping[str, str]) -> int:
     return 0
 
 
+def _mint_timeout_s(settings: Settings) -> float:
+    """``mint`` waits at least 2 s for the store: a person is waiting, not a caller's deadline."""
+    return max(settings.store_timeout_s, 2.0)
+
+
 async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]:
     import dataclasses
 
@@ -86,7 +146,7 @@ async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]
     from sessionvalidator_service.stores import open_store
 
     signer = Signer(settings.secrets)
-    options = dataclasses.replace(settings.store_options, timeout_s=max(settings.store_timeout_s, 2.0))
+    options = dataclasses.replace(settings.store_options, timeout_s=_mint_timeout_s(settings))
     store = open_store(settings.store_url, options)
     extra: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
@@ -125,22 +185,31 @@ async def _mint_async(settings: Settings, args: argparse.Namespace) -> list[str]
     return lines
 
 
-DEV_SECRET = Path(".tmp/dev-secret")
+def _store_failure(settings: Settings, env: Mapping[str, str], exc: Exception) -> str:
+    """Say what went wrong writing to the store, where, and what to do (never the URL's password)."""
+    from sessionvalidator_service.stores import StoreTimeoutError
 
-
-def _with_dev_secret(env: Mapping[str, str]) -> Mapping[str, str]:
-    """Without a configured secret, use ``make run``'s development secret when it exists here."""
-    if env.get(f"{PREFIX}SECRETS") or env.get(f"{PREFIX}SECRETS_FILE") or not DEV_SECRET.is_file():
-        return env
-    print(
-        f"sessionvalidator mint: no secret configured; using make run's development secret in {DEV_SECRET}",
-        file=sys.stderr,
+    where = redact_url(settings.store_url)
+    if not (env.get(f"{PREFIX}STORE_URL") or env.get(f"{PREFIX}REDIS_URL")):
+        where += f" (the default: {PREFIX}STORE_URL is unset)"
+    # The library's own words, without an object dump (redis-py appends its client's repr) and short.
+    detail = str(exc).split(" : <", 1)[0].split("\n", 1)[0]
+    detail = detail if len(detail) <= _DETAIL_MAX else detail[:_DETAIL_MAX] + "..."
+    if re.fullmatch(r"[A-Za-z]+(Error|Exception|Failure)", detail):  # a bare class name says nothing
+        detail = ""
+    if isinstance(exc, StoreTimeoutError):
+        what = f"no answer within {_mint_timeout_s(settings):g} s" + (f" ({detail})" if detail else "")
+    else:
+        what = detail or "refused, unreachable or answered with an error"
+    return (
+        f"sessionvalidator mint: cannot write to the session store at {where}: {what}.\n"
+        f"  Is the store running there? Set {PREFIX}STORE_URL to the store your Express app uses, "
+        "or pass --env-file with the service's settings."
     )
-    return {**env, f"{PREFIX}SECRETS_FILE": str(DEV_SECRET.resolve())}
 
 
 def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
-    settings = _settings(_with_dev_secret(env))
+    settings = _settings(env)
     from sessionvalidator_service.stores import StoreError
 
     try:
@@ -154,7 +223,7 @@ def _mint(env: Mapping[str, str], args: argparse.Namespace) -> int:
     try:
         lines = asyncio.run(_mint_async(settings, args))
     except StoreError as exc:
-        print(f"sessionvalidator mint: cannot write to the session store: {type(exc).__name__}", file=sys.stderr)
+        print(_store_failure(settings, env, exc), file=sys.stderr)
         return 1
     sys.stdout.write("".join(line + "\n" for line in lines))
     return 0
@@ -196,10 +265,55 @@ def _check(env: Mapping[str, str], args: argparse.Namespace) -> int:
         try:
             response = pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=args.timeout)
         except grpc.RpcError as exc:
-            print(json.dumps({"error": exc.code().name, "reason": _error_reason(exc), "message": exc.details()}))
+            reason = _error_reason(exc)
+            print(json.dumps({"error": exc.code().name, "reason": reason, "message": exc.details()}))
+            print(f"sessionvalidator check: {_call_failure(target, exc.code().name, reason, args)}", file=sys.stderr)
             return EXIT_RPC_FAILED
     print(json_format.MessageToJson(response, preserving_proto_field_name=True, indent=None))
+    if response.reason == pb.REASON_COOKIE_NOT_FOUND and args.cookie is not None:
+        # Name the cookie the service looked for, never the text given.
+        if "=" not in args.cookie:
+            print(
+                f"sessionvalidator check: --cookie takes a Cookie header ({response.cookie_name}=s%3A...); "
+                "that text has no name=, so it names no cookie. For the cookie's value alone use --value.",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"sessionvalidator check: the header holds no cookie named {response.cookie_name!r} "
+                f"(the service's {PREFIX}COOKIE_NAME; names are case-sensitive).",
+                file=sys.stderr,
+            )
     return check_exit(response.verdict)
+
+
+def _call_failure(target: str, code: str, reason: str | None, args: argparse.Namespace) -> str:
+    """Say what a failed call means: where it went and what to try."""
+    if reason in {"STORE_UNAVAILABLE", "STORE_TIMEOUT"}:
+        return (
+            f"the service at {target} cannot reach its session store ({reason}): is the store it was started "
+            f"with ({PREFIX}STORE_URL) running? The service's log names it."
+        )
+    if reason == "OVERLOADED":
+        return f"the service at {target} is overloaded (OVERLOADED): try again in a moment."
+    if reason == "RATE_LIMITED":
+        return (
+            f"the service at {target} refused: too many bad cookies from this address (RATE_LIMITED); wait and retry."
+        )
+    if code == "UNAVAILABLE":
+        return (
+            f"no service answers at {target} (UNAVAILABLE): is it running there? Start it with "
+            "`sessionvalidator serve`, or pass --address host:port (or --env-file with its settings); "
+            "a TLS service needs --tls-ca."
+        )
+    if code == "DEADLINE_EXCEEDED":
+        return (
+            f"no answer from {target} within {args.timeout:g} s (DEADLINE_EXCEEDED): is it a SessionValidator, "
+            "and is it up? --timeout waits longer."
+        )
+    if code == "UNIMPLEMENTED":
+        return f"what answers at {target} is not a SessionValidator (UNIMPLEMENTED): check --address."
+    return f"the call to {target} failed ({code}{', ' + reason if reason else ''}); the service's log says more."
 
 
 def check_exit(verdict: int) -> int:
@@ -240,7 +354,9 @@ def _healthcheck(env: Mapping[str, str], args: argparse.Namespace) -> int:
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         except grpc.RpcError as exc:
-            print(f"{target}: {exc.code().name}", file=sys.stderr)
+            print(
+                f"sessionvalidator healthcheck: {_call_failure(target, exc.code().name, None, args)}", file=sys.stderr
+            )
             return 1
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(f"{target} {args.service or '(server)'}: {name}")
@@ -256,7 +372,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gRPC service")
 
-    mint = sub.add_parser("mint", help="write a session as connect-redis would and print its cookie")
+    settings_file = argparse.ArgumentParser(add_help=False)
+    settings_file.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help=f"a file of NAME=VALUE lines: the {PREFIX}* settings the environment leaves unset",
+    )
+    mint = sub.add_parser(
+        "mint", parents=[settings_file], help="write a session as connect-redis would and print its cookie"
+    )
     mint.add_argument("--user", default='"42"', help="passport.user as JSON (default '\"42\"')")
     mint.add_argument("--anonymous", action="store_true", help="a session without a Passport user")
     mint.add_argument(
@@ -270,14 +394,16 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument("--no-ttl", action="store_true", help="store without a TTL, as connect-redis disableTTL")
     mint.add_argument("--json", action="store_true", help="print one JSON object per session")
 
-    check = sub.add_parser("check", help="ask a running service about a cookie; exit status by verdict")
+    check = sub.add_parser(
+        "check", parents=[settings_file], help="ask a running service about a cookie; exit status by verdict"
+    )
     what = check.add_mutually_exclusive_group(required=True)
     what.add_argument("--cookie", help="a Cookie header, such as 'connect.sid=s%%3A...'")
     what.add_argument("--value", help="just the cookie's value")
     check.add_argument("--address", help="host:port of the service (default: from SESSIONVALIDATOR_LISTEN)")
     check.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds (default 2)")
 
-    hc = sub.add_parser("healthcheck", help="grpc.health.v1 Check; exit 0 when SERVING")
+    hc = sub.add_parser("healthcheck", parents=[settings_file], help="grpc.health.v1 Check; exit 0 when SERVING")
     hc.add_argument("--address", help="host:port of the service (default: from SESSIONVALIDATOR_LISTEN)")
     hc.add_argument(
         "--service",
@@ -300,6 +426,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     if args.command == "serve":
         return _serve(env)
+    try:
+        env = with_env_file(env, args.env_file)
+    except ValueError as exc:
+        print(f"sessionvalidator {args.command}: --env-file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "mint":
         return _mint(env, args)
     if args.command == "check":

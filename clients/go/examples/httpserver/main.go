@@ -5,10 +5,12 @@
 //	go run ./examples/httpserver -validator localhost:50051 -listen :8080
 //	curl -H 'Cookie: connect.sid=s%3A...' localhost:8080/
 //
-// The validator address can also come from SESSIONVALIDATOR_ADDR.
+// The validator address can also come from SESSIONVALIDATOR_ADDR, and the
+// port to serve on from PORT (127.0.0.1:$PORT; 8080 when unset).
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -24,7 +26,7 @@ import (
 
 func main() {
 	validator := flag.String("validator", os.Getenv("SESSIONVALIDATOR_ADDR"), "SessionValidator address (host:port or a gRPC target); default $SESSIONVALIDATOR_ADDR")
-	listen := flag.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
+	listen := flag.String("listen", "127.0.0.1:"+cmp.Or(os.Getenv("PORT"), "8080"), "address to serve HTTP on; default 127.0.0.1:$PORT, else 127.0.0.1:8080")
 	flag.Parse()
 	if *validator == "" {
 		fmt.Fprintln(os.Stderr, "httpserver: set -validator or SESSIONVALIDATOR_ADDR")
