@@ -98,7 +98,7 @@ def caching(loop_thread: LoopThread) -> Iterator[tuple[InProcess, pb_grpc.Sessio
 _tags = itertools.count()
 
 
-@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=plans())
 def test_every_batch_item_is_answered_for_its_own_cookie(
     caching: tuple[InProcess, pb_grpc.SessionValidatorStub], plan: Plan
