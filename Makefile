@@ -350,7 +350,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, --gateway for Envoy with/without ext_authz, --mongo adds ours over MongoDB
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
-# ---------------------------------------------------------------- fuzzing and timing
+# ---------------------------------------------------------------- fuzzing, mutants and timing
 FUZZ_SECONDS ?= 300
 FUZZ_TARGET ?= all
 
@@ -361,6 +361,10 @@ fuzz: venv ## Coverage-guided fuzzing (atheris): FUZZ_SECONDS per target (300), 
 .PHONY: fuzz-properties
 fuzz-properties: system-deps venv ## tests/fuzz/test_properties.py, random, with FUZZ_EXAMPLES_SCALE (100) times the examples
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
+
+.PHONY: mutants
+mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py in a copy of the tree (.tmp/mutants), one at a time; fails when the tier meant to catch one passes
+	$(PY) tests/mutants/run.py
 
 .PHONY: timing
 timing: venv ## dudect-style constant-time test of the signature check (tests/timing; not in make test: run on a quiet machine)
