@@ -159,7 +159,7 @@ run: venv ## Run the service (starts a local Redis and a dev secret when none is
 test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, -gateways, the 3 clients, test-deploy
+test: test-deps checkgenerate lint breaking test-service test-abuse test-faults mutants test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, mutants, -topologies, -native, -gateways, the 3 clients, test-deploy
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ferretdb ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
@@ -363,7 +363,7 @@ fuzz-properties: system-deps venv ## tests/fuzz/test_properties.py, random, with
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
 
 .PHONY: mutants
-mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py in a copy of the tree (.tmp/mutants), one at a time; fails when the tier meant to catch one passes
+mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py in a copy of the tree (.tmp/mutants), one at a time; fails when the tests meant to catch one pass (about 2 min; part of make test)
 	$(PY) tests/mutants/run.py
 
 .PHONY: timing

@@ -35,6 +35,8 @@ SIGNER = Signer(json.loads(SETTINGS["SESSIONVALIDATOR_SECRETS"]))
 FORGER = Signer(["a secret the service never had, comfortably over 32 bytes"])
 
 UserKind = Literal["object", "record", "anonymous"]
+# Drawn for each account: sessions holding a user object are the commonest.
+USER_KINDS: tuple[UserKind, ...] = ("object", "object", "record", "anonymous")
 
 
 def header(value: str) -> pb.ValidateSessionRequest:
@@ -45,8 +47,8 @@ def header(value: str) -> pb.ValidateSessionRequest:
 class Expected:
     """What one item must be answered. ``users``: the (id, username) pairs allowed; empty: not authenticated."""
 
-    verdict: int
-    reason: int
+    verdict: pb.Verdict.ValueType
+    reason: pb.Reason.ValueType
     session_id: str = ""
     users: frozenset[tuple[str, str]] = frozenset()
 
@@ -68,7 +70,7 @@ class Expected:
 
 # Cookies the cookie alone decides: (value after `connect.sid=`, verdict, reason). An empty
 # signature on a real session id is among them: it must never reach the store.
-MALFORMED: tuple[tuple[str, int, int], ...] = (
+MALFORMED: tuple[tuple[str, pb.Verdict.ValueType, pb.Reason.ValueType], ...] = (
     ("abc", pb.VERDICT_MALFORMED, pb.REASON_NOT_SIGNED),
     ("", pb.VERDICT_MISSING, pb.REASON_EMPTY_VALUE),
     ("s%3Aabc", pb.VERDICT_BAD_SIGNATURE, pb.REASON_SIGNATURE_MISMATCH),
@@ -134,7 +136,7 @@ class Plan:
 def plans(draw: st.DrawFn, max_accounts: int = 12, max_items: int = 40) -> Plan:
     count = draw(st.integers(2, max_accounts))
     flags = st.lists(st.booleans(), min_size=count, max_size=count)
-    kinds = draw(st.lists(st.sampled_from(["object", "object", "record", "anonymous"]), min_size=count, max_size=count))
+    kinds = draw(st.lists(st.sampled_from(USER_KINDS), min_size=count, max_size=count))
     item = st.tuples(st.sampled_from((*ITEM_KINDS, "malformed")), st.integers(0, count - 1))
     return Plan(
         kinds,

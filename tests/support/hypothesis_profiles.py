@@ -5,6 +5,7 @@ Pick one with ``HYPOTHESIS_PROFILE``:
 * ``ci`` (the default, so ``make test`` is reproducible on every machine): derandomized, no example
   database, nothing written;
 * ``dev``: random, failures remembered in tests/fuzz/.work/hypothesis/examples (git-ignored);
+* ``mutants``: as ``ci`` without shrinking (tests/mutants/run.py only needs to know that a test fails);
 * ``long``: as ``dev``; combine with ``FUZZ_EXAMPLES_SCALE=N`` (N times more examples per test, see
   :func:`examples`) for a long run, e.g. ``HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=100 .venv/bin/python -m
   pytest tests/fuzz``.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -36,6 +37,7 @@ def load() -> None:
     # directory, not to a .hypothesis/ in whatever directory pytest runs from.
     set_hypothesis_home_dir(WORK / "hypothesis")
     settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+    settings.register_profile("mutants", settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate])
     settings.register_profile("dev", database=DirectoryBasedExampleDatabase(WORK / "hypothesis" / "examples"))
     settings.register_profile(
         "long",
