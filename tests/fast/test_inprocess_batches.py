@@ -23,7 +23,18 @@ from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.stores import StoredSession
 from sessionvalidator_service.stores.memory import MemoryStore
 from tests.fast.conftest import CORPUS, InProcess, LoopThread, start
-from tests.support.batches import FORGER, SIGNER, Account, Plan, Store, header, plans, run_plan
+from tests.support.batches import (
+    FORGER,
+    MIXED_HITS_AND_MISSES,
+    MIXED_PLAN,
+    SIGNER,
+    Account,
+    Plan,
+    Store,
+    header,
+    plans,
+    run_plan,
+)
 from tests.support.hypothesis_profiles import examples
 from tests.support.vectors import seed_memory
 
@@ -114,24 +125,15 @@ def test_a_batch_mixes_cache_hits_and_misses_of_many_users(
     running, stub = caching
     store = running.store
     assert isinstance(store, CachingStore)
-    count = 12
-    plan = Plan(
-        kinds=["object", "record", "anonymous"] * 4,
-        warm=[i % 2 == 0 for i in range(count)],
-        destroyed=[i % 5 == 4 for i in range(count)],
-        churn=[False] * count,
-        items=[("session", i) for i in reversed(range(count))] + [("session", 3), ("forged", 2), ("malformed", 1)],
-    )
     before = store.hits, store.misses
 
     def counted(_batch: object) -> None:
         nonlocal before
         before = store.hits, store.misses
 
-    assert run_plan(stub, InProcessStore(running), plan, "mixed", rounds=0, on_batch=counted) == []
+    assert run_plan(stub, InProcessStore(running), MIXED_PLAN, "mixed", rounds=0, on_batch=counted) == []
     hits, misses = store.hits - before[0], store.misses - before[1]
-    # Warmed sessions are hits; the others, and the destroyed ones (evicted), are misses.
-    assert (hits, misses) == (5, 7)
+    assert (hits, misses) == MIXED_HITS_AND_MISSES
 
 
 # ---------------------------------------------------------------- refused items keep their index

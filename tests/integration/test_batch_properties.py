@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.integration.test_session_cache import cache_lookups
-from tests.support.batches import SETTINGS, Account, Plan, Store, plans, run_plan
+from tests.support.batches import MIXED_HITS_AND_MISSES, MIXED_PLAN, SETTINGS, Account, Plan, Store, plans, run_plan
 from tests.support.hypothesis_profiles import examples
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator
 
@@ -99,20 +99,11 @@ def test_every_batch_item_is_answered_for_its_own_cookie(running: Running, plan:
 
 def test_a_batch_mixes_cache_hits_and_misses_of_many_users(running: Running) -> None:
     """What the property is about happens: one batch both hits and misses the cache, for different users."""
-    count = 12
-    plan = Plan(
-        kinds=["object", "record", "anonymous"] * 4,
-        warm=[i % 2 == 0 for i in range(count)],
-        destroyed=[i % 5 == 4 for i in range(count)],
-        churn=[False] * count,
-        items=[("session", i) for i in reversed(range(count))] + [("session", 3), ("forged", 2), ("malformed", 1)],
-    )
     before: dict[str, float] = {}
 
     def counted(_batch: object) -> None:
         before.update({result: cache_lookups(running.validator, result) for result in ("hit", "miss")})
 
-    assert run_plan(running.stub, running.store, plan, "redis-mixed", rounds=0, on_batch=counted) == []
+    assert run_plan(running.stub, running.store, MIXED_PLAN, "redis-mixed", rounds=0, on_batch=counted) == []
     after = {result: cache_lookups(running.validator, result) for result in ("hit", "miss")}
-    # Warmed sessions are hits (0, 2, 6, 8, 10); the others and the destroyed 4 (evicted) are misses.
-    assert (after["hit"] - before["hit"], after["miss"] - before["miss"]) == (5, 7)
+    assert (after["hit"] - before["hit"], after["miss"] - before["miss"]) == MIXED_HITS_AND_MISSES

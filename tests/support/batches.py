@@ -147,6 +147,19 @@ def plans(draw: st.DrawFn, max_accounts: int = 12, max_items: int = 40) -> Plan:
     )
 
 
+# One fixed batch that both hits and misses the cache, for different users (tests check the counts): 12 sessions,
+# the even ones warmed, 4 and 9 destroyed, all asked for in reverse order plus a duplicate, a forged and a
+# malformed cookie. Warmed and live (0, 2, 6, 8, 10) are hits; the others and the destroyed 4 (evicted) misses.
+MIXED_PLAN = Plan(
+    kinds=["object", "record", "anonymous"] * 4,
+    warm=[i % 2 == 0 for i in range(12)],
+    destroyed=[i % 5 == 4 for i in range(12)],
+    churn=[False] * 12,
+    items=[("session", i) for i in reversed(range(12))] + [("session", 3), ("forged", 2), ("malformed", 1)],
+)
+MIXED_HITS_AND_MISSES = (5, 7)
+
+
 @dataclass
 class Batch:
     """A plan made concrete: the accounts, and the requests in order."""
