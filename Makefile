@@ -363,7 +363,7 @@ fuzz-properties: system-deps venv ## tests/fuzz/test_properties.py, random, with
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
 
 .PHONY: mutants
-mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py in a copy of the tree (.tmp/mutants), one at a time; fails when the tests meant to catch one pass (about 2 min; part of make test)
+mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py in a copy of the tree (.tmp/mutants), one at a time; fails when the tests meant to catch one pass (about 1 min; part of make test)
 	$(PY) tests/mutants/run.py
 
 .PHONY: timing
