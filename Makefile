@@ -160,7 +160,7 @@ run: venv ## Run the service (starts a local Redis or FerretDB and a dev secret 
 test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
 
 .PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-abuse test-faults test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, -topologies, -native, -gateways, the 3 clients, test-deploy
+test: test-deps checkgenerate lint breaking test-service test-abuse test-faults mutants test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, mutants, -topologies, -native, -gateways, the 3 clients, test-deploy
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ferretdb ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
@@ -351,7 +351,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, --gateway for Envoy with/without ext_authz, --mongo adds ours over MongoDB
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
-# ---------------------------------------------------------------- fuzzing and timing
+# ---------------------------------------------------------------- fuzzing, mutants and timing
 FUZZ_SECONDS ?= 300
 FUZZ_TARGET ?= all
 
@@ -362,6 +362,10 @@ fuzz: venv ## Coverage-guided fuzzing (atheris): FUZZ_SECONDS per target (300), 
 .PHONY: fuzz-properties
 fuzz-properties: system-deps venv ## tests/fuzz/test_properties.py, random, with FUZZ_EXAMPLES_SCALE (100) times the examples
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=$(or $(FUZZ_EXAMPLES_SCALE),100) $(PY) -m pytest tests/fuzz/test_properties.py
+
+.PHONY: mutants
+mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py in a copy of the tree (.tmp/mutants), one at a time; fails when the tests meant to catch one pass (about 1 min; part of make test)
+	$(PY) tests/mutants/run.py
 
 .PHONY: timing
 timing: venv ## dudect-style constant-time test of the signature check (tests/timing; not in make test: run on a quiet machine)

@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import hypothesis_profiles
 from tests.support.processes import FerretDBServer, RedisServer
+
+hypothesis_profiles.load()
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"

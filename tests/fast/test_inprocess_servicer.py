@@ -25,6 +25,7 @@ from tests.support.vectors import request_of, seed_memory
 
 VALID_CASE = next(c for c in CORPUS["cases"] if c["name"] == "valid_object_user")
 VALID = request_of(VALID_CASE)
+OTHER_VALID = request_of(next(c for c in CORPUS["cases"] if c["name"] == "valid_scalar_user"))
 BAD = pb.ValidateSessionRequest(signed_value="s:abc.def")
 
 
@@ -86,6 +87,8 @@ def test_a_store_failure_is_unavailable_never_a_verdict(
         for call in (
             lambda: stub.ValidateSession(VALID, timeout=5),
             lambda: stub.ValidateSessions(pb.ValidateSessionsRequest(requests=[VALID, BAD]), timeout=5),
+            # Several sessions: one round trip for all of them, which fails as a whole.
+            lambda: stub.ValidateSessions(pb.ValidateSessionsRequest(requests=[VALID, BAD, OTHER_VALID]), timeout=5),
         ):
             with pytest.raises(grpc.RpcError) as caught:
                 call()

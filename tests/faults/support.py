@@ -2,7 +2,7 @@
 
 Everything here drives or observes real processes (redis-server, the service,
 the Express app). The proxy is a real TCP relay between the service and a real
-redis-server; it only delays bytes, it never answers for Redis.
+redis-server; it only delays or holds bytes, it never answers for Redis.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +339,15 @@ def internal_errors(validator: ValidatorProcess) -> list[dict[str, Any]]:
 _SESSION_KEY = re.compile(rb"\r\nsess:([^\r\n]{1,200})\r\n")
 
 
+@dataclass
+class _Link:
+    """One relayed connection: what its client sent first, and whether its bytes flow."""
+
+    opening: bytes = b""  # the client's first bytes (up to 4 KiB): what kind of connection it is
+    flowing: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_after_reply: bool = False
+
+
 class DelayProxy:
     """A TCP relay to a real redis-server that holds Redis's replies for ``delay`` seconds.
 
@@ -347,6 +356,9 @@ class DelayProxy:
     can be changed at any time and applies to bytes that arrive afterwards.
     The proxy also notes when it first saw each ``sess:<id>`` key go by
     (``seen``), which tells a test that the service had a call in hand.
+
+    :meth:`silence` makes chosen connections go silent as a cut path does:
+    their bytes are held in both directions, nothing is closed (no FIN).
     """
 
     def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
@@ -359,6 +371,8 @@ class DelayProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._links: list[_Link] = []
+        self.silenced_at: float | None = None
 
     @property
     def url(self) -> str:
@@ -375,6 +389,18 @@ class DelayProxy:
     def set_delay(self, delay: float) -> None:
         self.delay = delay
 
+    def silence(self, opening_marker: bytes) -> None:
+        """Hold every byte of the open connections whose client's first bytes contain ``opening_marker``,
+        from just after the next reply reaches the client (a request answered, then silence); connections
+        opened later flow. ``silenced_at`` is set when the first of them goes silent."""
+
+        def mark() -> None:
+            for link in self._links:
+                if opening_marker in link.opening:
+                    link.hold_after_reply = True
+
+        self._loop.call_soon_threadsafe(mark)
+
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         task = asyncio.current_task()
@@ -389,10 +415,13 @@ class DelayProxy:
             self._tasks.discard(task)
             return
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        link = _Link()
+        link.flowing.set()
+        self._links.append(link)
         pumps = [
-            asyncio.ensure_future(self._up(client_reader, upstream_writer)),
+            asyncio.ensure_future(self._up(client_reader, upstream_writer, link)),
             asyncio.ensure_future(self._down_read(upstream_reader, queue)),
-            asyncio.ensure_future(self._down_write(queue, client_writer)),
+            asyncio.ensure_future(self._down_write(queue, client_writer, link)),
         ]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -403,11 +432,15 @@ class DelayProxy:
                 pump.cancel()
             for writer in (client_writer, upstream_writer):
                 writer.close()
+            self._links.remove(link)
             self._tasks.discard(task)
 
-    async def _up(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _up(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link) -> None:
         tail = b""
         while data := await reader.read(65536):
+            if len(link.opening) < 4096:
+                link.opening += data[: 4096 - len(link.opening)]
+            await link.flowing.wait()
             window = tail + data
             now = time.monotonic()
             for match in _SESSION_KEY.finditer(window):
@@ -423,16 +456,23 @@ class DelayProxy:
         queue.put_nowait((time.monotonic() + self.delay, b""))
         await asyncio.sleep(3600)
 
-    async def _down_write(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
+    async def _down_write(
+        self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter, link: _Link
+    ) -> None:
         while True:
             due, data = await queue.get()
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            await link.flowing.wait()
             if not data:
                 return
             writer.write(data)
             await writer.drain()
+            if link.hold_after_reply:
+                link.flowing.clear()
+                if self.silenced_at is None:
+                    self.silenced_at = time.monotonic()
 
     def open_connections(self) -> int:
         return len(self._tasks)

@@ -1,46 +1,19 @@
-"""Fuzz fixtures: Hypothesis profiles and one real service for the RPC properties.
+"""Fuzz fixtures: one real service for the RPC properties.
 
-Profiles (pick one with ``HYPOTHESIS_PROFILE``):
-
-* ``ci`` (the default, so ``make test`` is reproducible on every machine): derandomized, no example
-  database, nothing written;
-* ``dev``: random, failures remembered in tests/fuzz/.work/hypothesis/examples (git-ignored);
-* ``long``: as ``dev``; combine with ``FUZZ_EXAMPLES_SCALE=N`` (N times more examples per test) for a long
-  run, e.g. ``HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES_SCALE=100 .venv/bin/python -m pytest tests/fuzz``.
+The Hypothesis profiles (``HYPOTHESIS_PROFILE``) live in tests/support/hypothesis_profiles.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
-from hypothesis.configuration import set_hypothesis_home_dir
-from hypothesis.database import DirectoryBasedExampleDatabase
 
 from sessionvalidator_service.signature import Signer
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator
-
-HERE = Path(__file__).resolve().parent
-WORK = HERE / ".work"
-
-# Hypothesis caches (Unicode tables, constants) go to the git-ignored work
-# directory, not to a .hypothesis/ in whatever directory pytest runs from.
-set_hypothesis_home_dir(WORK / "hypothesis")
-
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-settings.register_profile("dev", database=DirectoryBasedExampleDatabase(WORK / "hypothesis" / "examples"))
-settings.register_profile(
-    "long",
-    database=DirectoryBasedExampleDatabase(WORK / "hypothesis" / "examples"),
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 # Secrets as deployments hold them: long enough to pass the service's weak-secret check.
 SERVICE_SECRETS = (

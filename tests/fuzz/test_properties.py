@@ -14,7 +14,6 @@ surrogates in roles text, request text that is not UTF-8.
 from __future__ import annotations
 
 import json
-import os
 import string
 import sys
 import urllib.parse
@@ -65,15 +64,8 @@ from tests.fuzz.oracles import (
     ref_read_credential,
     ref_value,
 )
+from tests.support.hypothesis_profiles import examples
 from tests.support.stored import redis_stored
-
-SCALE = max(1, int(os.environ.get("FUZZ_EXAMPLES_SCALE", "1")))
-
-
-def examples(count: int) -> int:
-    """``count`` examples, times FUZZ_EXAMPLES_SCALE for a long run."""
-    return count * SCALE
-
 
 NOW = FIXED_NOW
 FUZZ_SIGNER = Signer(list(FUZZ_SECRETS))

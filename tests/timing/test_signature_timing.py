@@ -10,7 +10,12 @@ resolve that depends on the machine's noise, so it is no test here: measure it
 with ``python tests/timing/dudect.py --comparator equals``.)
 
 Not part of ``make test`` (tests/conftest.py leaves the ``timing`` tier out of
-a bare ``pytest``): run with ``make timing`` on a quiet machine.
+a bare ``pytest``): run with ``make timing`` on a quiet machine. What ``make
+test`` checks instead, deterministically, is that the comparison the code makes
+is ``hmac.compare_digest`` and nothing beside it (tests/unit/test_signature_comparison.py):
+``==`` in ``signature.py`` fails there on every run. ``test_the_comparison_alone_is_constant_time``
+below times the standard library's comparison itself, as a check of this machine's
+``compare_digest``; the project's use of it is what the unit test covers.
 ``TIMING_MEASUREMENTS`` overrides the 200,000 measurements per test.
 """
 

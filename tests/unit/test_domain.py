@@ -181,6 +181,37 @@ def test_a_store_expiry_in_the_past_is_expired_whatever_the_session_holds(unusab
     )
 
 
+# A session as connect-mongo holds it: the session JSON beside `expires`, no TTL of its own.
+MONGO_USER = {"id": "42", "username": "ada"}
+
+
+@pytest.mark.parametrize(
+    ("expires", "reason"),
+    [
+        (NOW - timedelta(milliseconds=1), Reason.SESSION_EXPIRED),
+        (NOW, Reason.SESSION_EXPIRED),  # connect-mongo finds only `expires > now`
+        (NOW + timedelta(milliseconds=1), Reason.SESSION_ACTIVE),
+    ],
+    ids=["a-millisecond-ago", "now", "in-a-millisecond"],
+)
+@pytest.mark.parametrize(
+    "cookie", [LIVE, {**LIVE, "expires": "2026-11-20T00:00:00.000Z"}], ids=["cookie-live", "cookie-past"]
+)
+def test_connect_mongos_expires_alone_decides_a_real_session(
+    expires: datetime, reason: Reason, cookie: dict[str, Any]
+) -> None:
+    """The document's `expires` is the truth, to the millisecond, whatever the stored cookie says (a touch
+    moves `expires` and leaves cookie.expires behind)."""
+    data = stored({"cookie": cookie, "passport": {"user": MONGO_USER}})
+    judgement = judge_stored(StoredSession(data, expires=expires), NOW)
+    assert (judgement.reason, judgement.expire_time) == (reason, expires)
+    if reason is Reason.SESSION_ACTIVE:
+        assert judgement.user is not None
+        assert (judgement.user.user_id, judgement.user.record) == ("42", MONGO_USER)
+    else:
+        assert judgement.user is None
+
+
 def test_past_orjsons_depth_the_answer_does_not_depend_on_the_stack() -> None:
     # A fuzzer found the service (deep in its own stack) saying CORRUPT where a caller with a higher
     # recursion limit read the same session through the standard library.
