@@ -314,4 +314,44 @@ class Caddy(Gateway):
         }
 
 
+class Traefik(Gateway):
+    """Traefik (built by scripts/build-traefik.sh, ``make test-traefik``) with deploy/gateways/traefik/dynamic.yaml."""
+
+    name = "traefik"
+
+    def command(self) -> list[str]:
+        if TRAEFIK_BIN is None or not TRAEFIK_BIN.exists():
+            msg = "traefik is not built: run `make test-traefik`"
+            raise RuntimeError(msg)
+        dynamic = substitute(
+            (DEPLOY / "traefik" / "dynamic.yaml").read_text(),
+            {
+                "http://sessionvalidator:8081/auth": f"http://127.0.0.1:{self.http_port}/auth",
+                "http://app:8080": f"http://127.0.0.1:{self.upstream_port}",
+            },
+        )
+        (self.dir / "dynamic.yaml").write_text(dynamic)
+        static = (
+            f'entryPoints:\n  web:\n    address: "127.0.0.1:{self.port}"\n'
+            f'providers:\n  file:\n    filename: "{self.dir / "dynamic.yaml"}"\n'
+            "log:\n  level: WARN\n"
+        )
+        (self.dir / "traefik.yaml").write_text(static)
+        return [str(TRAEFIK_BIN), f"--configfile={self.dir / 'traefik.yaml'}"]
+
+    def start(self) -> Gateway:
+        super().start()
+        # Traefik listens before its file provider's routers are in place: wait until a public path is routed.
+        deadline = time.monotonic() + 20
+        while request(self.port, "/public/ready").status == 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+
+# Traefik only where it has been built (its build takes longer than make test may): `make test-traefik`.
+TRAEFIK_BIN = (
+    Path(os.environ["SESSIONVALIDATOR_TEST_TRAEFIK"]) if os.environ.get("SESSIONVALIDATOR_TEST_TRAEFIK") else None
+)
 GATEWAYS: dict[str, type[Gateway]] = {"envoy": Envoy, "envoy-http": EnvoyHttp, "nginx": Nginx, "caddy": Caddy}
+if TRAEFIK_BIN is not None:
+    GATEWAYS["traefik"] = Traefik

@@ -205,7 +205,13 @@ def test_an_unreachable_validator_is_503_with_retry_after(name: str, stack: Stac
     try:
         cookie, _ = stack.valid()
         for path in (protected(), f"/account/{uuid.uuid4().hex}"):
-            denial(request(gateway.port, path, [("Cookie", cookie)]), 503)
+            response = request(gateway.port, path, [("Cookie", cookie)])
+            if name == "traefik":
+                # Traefik's forwardAuth answers an empty 500 when it cannot reach the validator, and has no setting
+                # to change that (README "Gateways"): never a pass, never a 401.
+                assert response.status == 500, response.status
+            else:
+                denial(response, 503)
             assert stack.upstream.calls_to(path) == []
     finally:
         gateway.close()
