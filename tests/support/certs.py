@@ -41,11 +41,14 @@ def make_ca(directory: Path, name: str) -> Pair:
     return Pair(cert, key)
 
 
-def make_leaf(directory: Path, name: str, ca: Pair, *, server: bool) -> Pair:
+def make_leaf(
+    directory: Path, name: str, ca: Pair, *, server: bool, names: tuple[str, ...] = ("DNS:localhost", "IP:127.0.0.1")
+) -> Pair:
+    """A certificate signed by ``ca``; a server's names ``names`` (subjectAltName entries)."""
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
     ext = directory / f"{name}.ext"
     usage = "serverAuth" if server else "clientAuth"
-    alt = "subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server else ""
+    alt = f"subjectAltName={','.join(names)}\n" if server else ""
     ext.write_text(f"{alt}extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n", encoding="ascii")
     _openssl(
         "req",

@@ -54,10 +54,30 @@ def debug_sleep(client: redis.Redis, seconds: float) -> None:
     client.execute_command("DEBUG", "SLEEP", f"{seconds:g}")  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
 
-class RedisServer:
-    """A redis-server process with no persistence, on a port of its own."""
+@dataclass(frozen=True)
+class RedisTls:
+    """What a TLS redis-server serves: its certificate and key, the CA its clients' certificates must chain to."""
 
-    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    cert: Path
+    key: Path
+    ca: Path
+    auth_clients: bool = False  # --tls-auth-clients: mutual TLS
+
+    def args(self, port: int) -> tuple[str, ...]:
+        return (
+            *("--tls-port", str(port), "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key)),
+            *("--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "yes" if self.auth_clients else "no"),
+        )
+
+
+class RedisServer:
+    """A redis-server process with no persistence, on a port of its own.
+
+    With ``tls`` it also listens for TLS on ``tls_port`` (``tls_url``); the
+    plain port stays open for seeding and inspection (:meth:`client`).
+    """
+
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = (), tls: RedisTls | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             msg = "redis-server is not installed (make test-deps installs it)"
@@ -66,11 +86,19 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="sv-redis-")
         self.extra_args = extra_args
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def tls_url(self, host: str = "localhost", userinfo: str = "", **params: str) -> str:
+        """A ``rediss://`` URL for the TLS port, ``ssl_ca_certs`` the server's CA unless ``params`` say otherwise."""
+        assert self.tls is not None, "a RedisServer started without tls"
+        query = "&".join(f"{name}={value}" for name, value in {"ssl_ca_certs": str(self.tls.ca), **params}.items())
+        return f"rediss://{userinfo + '@' if userinfo else ''}{host}:{self.tls_port}/0?{query}"
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
@@ -90,6 +118,7 @@ class RedisServer:
                 "no",
                 "--enable-debug-command",
                 "yes",
+                *(self.tls.args(self.tls_port) if self.tls is not None else ()),
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
