@@ -27,6 +27,7 @@ import pymongo.errors
 import redis
 
 from sessionvalidator_service.serverkind import KINDS, ServerKind
+from tests.support.certs import make_ca, make_leaf
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY_DIR = ROOT / "tests" / "parity"
@@ -62,6 +63,13 @@ class RedisTls:
     key: Path
     ca: Path
     auth_clients: bool = False  # --tls-auth-clients: mutual TLS
+
+    @classmethod
+    def made_in(cls, directory: Path, *, auth_clients: bool = False) -> RedisTls:
+        """A new CA in ``directory`` and a certificate it signs for localhost and 127.0.0.1 (server and node)."""
+        ca = make_ca(directory, "redis-ca")
+        server = make_leaf(directory, "redis", ca, server=True, client_too=True)
+        return cls(server.cert, server.key, ca.cert, auth_clients=auth_clients)
 
     def args(self, port: int) -> tuple[str, ...]:
         return (
@@ -99,6 +107,16 @@ class RedisServer:
         assert self.tls is not None, "a RedisServer started without tls"
         query = "&".join(f"{name}={value}" for name, value in {"ssl_ca_certs": str(self.tls.ca), **params}.items())
         return f"rediss://{userinfo + '@' if userinfo else ''}{host}:{self.tls_port}/0?{query}"
+
+    @property
+    def store_url(self) -> str:
+        """What the service under test reads: the TLS port when there is one."""
+        return self.tls_url() if self.tls is not None else self.url
+
+    @property
+    def store_port(self) -> int:
+        """The port of :attr:`store_url`."""
+        return self.tls_port or self.port
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
