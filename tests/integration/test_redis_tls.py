@@ -27,7 +27,7 @@ import pytest
 import uvloop
 
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
-from sessionvalidator_service.config import redact_url
+from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.stores import StoredSession, StoreOptions, StoreUnavailableError
 from sessionvalidator_service.stores.redis import RedisSessionStore
 from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, PipelineTarget, pipeline_target
@@ -153,6 +153,16 @@ def test_the_tls_version_floor_and_verify_flags_reach_the_context() -> None:
 def test_tls_settings_that_cannot_work_are_refused_at_startup(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         check_redis_url(url)
+
+
+def test_a_ca_file_that_does_not_load_stops_startup_naming_the_variable() -> None:
+    env = {
+        "SESSIONVALIDATOR_SECRETS": "a-secret-that-is-long-enough-000000",
+        "SESSIONVALIDATOR_STORE_URL": f"rediss://:{PASSWORD}@h:6380/0?ssl_ca_certs=/nonexistent/ca.pem",
+    }
+    with pytest.raises(ConfigError, match="SESSIONVALIDATOR_STORE_URL: the TLS settings do not load") as refused:
+        Settings.from_env(env)
+    assert PASSWORD not in str(refused.value)
 
 
 def test_a_key_password_in_the_url_is_masked() -> None:
