@@ -348,7 +348,7 @@ load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSI
 	$(PY) bench/load.py
 
 .PHONY: bench
-bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, --gateway for Envoy with/without ext_authz, --mongo adds ours over MongoDB
+bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one machine, one run; BENCH_ARGS=--quick for a smoke test, --gateway for Envoy with/without ext_authz, --mongo adds ours over MongoDB, --redis-tls ours over rediss://
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing, mutants and timing

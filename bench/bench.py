@@ -29,6 +29,12 @@ protocol, SQLite; tests/support/processes.py) holding the same sessions as
 connect-mongo documents; its "Redis CPU" column is then FerretDB's. FerretDB
 1.24's SQLite backend scans the collection on every find, so these figures
 bound FerretDB, not the MongoDB store (the variant's store timeout is 1 s).
+``--redis-tls`` adds a twin ``<name>-tls`` of every Redis variant of ours,
+reading the same redis-server through its TLS port (``rediss://``, a
+self-signed certificate verified with ``ssl_ca_certs``); its "Redis CPU"
+column includes Redis's side of TLS. With
+``--variant ours --variant ours-nocache=SESSIONVALIDATOR_SESSION_CACHE=0
+--redis-tls`` it compares plain and TLS, session cache on and off.
 ``bench.py --rerender results/bench-<stamp>`` redraws a run's table and chart.
 """
 
@@ -89,6 +95,7 @@ KEY_PREFIX = "sess:"
 REFS = ("go", "node")
 MONGO_VARIANT = "ours-mongo"
 MONGO_URL_SLOT = "mongodb://set-when-ferretdb-starts/"  # replaced by the FerretDB URL in main()
+REDIS_TLS_URL_SLOT = "rediss://set-when-redis-starts/"  # replaced by the TLS port's URL in main()
 DASH = "\N{EN DASH}"
 
 
@@ -224,11 +231,20 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument(
         "--mongo", action="store_true", help="also run ours over MongoDB (FerretDB, connect-mongo documents)"
     )
+    parser.add_argument(
+        "--redis-tls", action="store_true", help="also run each variant of ours over rediss:// (<name>-tls)"
+    )
     args = parser.parse_args(argv)
     refs = [ref for ref in args.refs.split(",") if ref]
     if unknown := set(refs) - set(REFS):
         parser.error(f"--refs: unknown {sorted(unknown)}")
     variants = args.variant or [Implementation("ours", "ours")]
+    if args.redis_tls:
+        variants += [
+            Implementation(f"{v.name}-tls", "ours", {**v.extra_env, "SESSIONVALIDATOR_STORE_URL": REDIS_TLS_URL_SLOT})
+            for v in variants
+            if "SESSIONVALIDATOR_STORE_URL" not in v.extra_env
+        ]
     if args.mongo:
         # FerretDB's SQLite backend scans the collection for every find (no index use): with the
         # workload's ~2,500 sessions a lookup costs it ~10 ms, so the store timeout is raised to
@@ -836,6 +852,22 @@ def rerender(directory: Path) -> int:
     return 0
 
 
+def start_redis(config: Config, stack: contextlib.ExitStack) -> tuple[Config, RedisServer]:
+    """Start the bench's redis-server; with ``--redis-tls`` its TLS port too, for the ``-tls`` variants."""
+    tls = any(REDIS_TLS_URL_SLOT in impl.extra_env.values() for impl in config.implementations)
+    redis_server = RedisServer(tls=tls).start()
+    stack.callback(redis_server.close)
+    if not tls:
+        return config, redis_server
+    implementations = [
+        Implementation(
+            i.name, i.kind, {k: redis_server.tls_url if v == REDIS_TLS_URL_SLOT else v for k, v in i.extra_env.items()}
+        )
+        for i in config.implementations
+    ]
+    return dataclasses.replace(config, implementations=implementations), redis_server
+
+
 def start_mongo(config: Config, stack: contextlib.ExitStack) -> tuple[Config, int | None, Any]:
     """With ``--mongo``: start FerretDB, point the ``ours-mongo`` variant at it; its pid and sessions collection."""
     if not any(impl.name == MONGO_VARIANT for impl in config.implementations):
@@ -880,8 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     bench_secrets = [secrets.token_urlsafe(48) for _ in range(2)]  # current and previous: rotation
     with contextlib.ExitStack() as stack:
-        redis_server = RedisServer().start()
-        stack.callback(redis_server.close)
+        config, redis_server = start_redis(config, stack)
         assert redis_server.proc is not None
         config, mongo_pid, mongo_sessions = start_mongo(config, stack)
         workload = build(

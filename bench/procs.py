@@ -43,9 +43,14 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server with no persistence on a free loopback port, in a temporary directory."""
+    """A redis-server with no persistence on a free loopback port, in a temporary directory.
 
-    def __init__(self) -> None:
+    With ``tls`` it also listens for TLS (``tls_url``) with a self-signed
+    certificate for localhost made by the openssl CLI, the plain port staying
+    for seeding.
+    """
+
+    def __init__(self, *, tls: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             msg = "redis-server is not installed (make bench-deps installs it)"
@@ -53,11 +58,36 @@ class RedisServer:
         self.binary = binary
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="sv-bench-redis-")
+        self.tls_port = free_port() if tls else 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """The TLS port, verifying the server's certificate and host name (redis-py's defaults)."""
+        return f"rediss://localhost:{self.tls_port}/0?ssl_ca_certs={Path(self.dir) / 'tls.crt'}"
+
+    def _tls_options(self) -> list[str]:
+        if not self.tls_port:
+            return []
+        cert, key = Path(self.dir) / "tls.crt", Path(self.dir) / "tls.key"
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+                *("-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+                *("-keyout", str(key), "-out", str(cert)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return [
+            *("--tls-port", str(self.tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+            *("--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"),
+        ]
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
@@ -65,6 +95,7 @@ class RedisServer:
     def start(self, timeout: float = 15.0) -> RedisServer:
         """Start it and wait until it answers PING."""
         options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        options += self._tls_options()
         self.proc = subprocess.Popen(
             [self.binary, *options, "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

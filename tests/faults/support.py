@@ -146,8 +146,8 @@ def local_ports_to(pid: int, remote_port: int) -> set[int]:
 
 
 def redis_clients_from(server: RedisServer, pid: int) -> int:
-    """How many connections Redis itself lists (CLIENT LIST) from the process ``pid``."""
-    ports = local_ports_to(pid, server.port)
+    """How many connections Redis itself lists (CLIENT LIST) from the process ``pid`` (to its store port)."""
+    ports = local_ports_to(pid, server.store_port)
     client = server.client()
     try:
         listed = client.client_list()

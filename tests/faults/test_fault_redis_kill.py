@@ -1,10 +1,12 @@
-"""Redis killed under load: never a wrong verdict, readiness follows, recovery by itself, no leak."""
+"""Redis killed under load: never a wrong verdict, readiness follows, recovery by itself, no leak (TLS too)."""
 
 from __future__ import annotations
 
 import collections
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -30,7 +32,7 @@ from tests.faults.support import (
     wrong_answers,
 )
 from tests.harness import seed
-from tests.support.processes import RedisServer, ValidatorProcess, debug_sleep, running_validator
+from tests.support.processes import RedisServer, RedisTls, ValidatorProcess, debug_sleep, running_validator
 from tests.support.vectors import needs_store
 
 pytestmark = pytest.mark.integration
@@ -54,13 +56,24 @@ def resting_footprint(redis_server: RedisServer, validator: ValidatorProcess) ->
     assert validator.proc is not None
     time.sleep(1.0)
     pid = validator.proc.pid
-    return open_fds(pid), len(local_ports_to(pid, redis_server.port)), redis_clients_from(redis_server, pid)
+    return open_fds(pid), len(local_ports_to(pid, redis_server.store_port)), redis_clients_from(redis_server, pid)
 
 
-def test_redis_killed_under_load(redis_server: RedisServer) -> None:
+@pytest.fixture(params=["redis", "rediss"])
+def killed_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, the service reading it over TCP or over TLS."""
+    server = RedisServer(tls=RedisTls.made_in(tmp_path) if request.param == "rediss" else None).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_redis_killed_under_load(killed_redis: RedisServer) -> None:
+    redis_server = killed_redis
     seed(redis_server, CORPUS)
     save_snapshot(redis_server)  # the restarted redis-server loads the same sessions: verdicts never change
-    env = {**SETTINGS, "SESSIONVALIDATOR_REDIS_URL": redis_server.url}
+    env = {**SETTINGS, "SESSIONVALIDATOR_REDIS_URL": redis_server.store_url}
     with running_validator(env) as validator:
         assert validator.proc is not None
         watch = HealthWatch(validator.address)
@@ -78,7 +91,7 @@ def test_redis_killed_under_load(redis_server: RedisServer) -> None:
             load = LoadThreads(validator.address, pick, threads=THREADS).start()
             try:
                 time.sleep(0.5)
-                pooled_at_kill = len(local_ports_to(validator.proc.pid, redis_server.port))
+                pooled_at_kill = len(local_ports_to(validator.proc.pid, redis_server.store_port))
                 killed = time.monotonic()
                 redis_server.stop()  # SIGKILL
                 down_at = watch.wait_for(NOT_SERVING, after=killed, timeout=3)
@@ -150,13 +163,14 @@ def burst(redis_server: RedisServer, stub: pb_grpc.SessionValidatorStub, n: int)
     return results
 
 
-def test_connections_opened_before_a_redis_restart_are_not_reused(redis_server: RedisServer) -> None:
+def test_connections_opened_before_a_redis_restart_are_not_reused(killed_redis: RedisServer) -> None:
     """No call fails on a connection that died with the old Redis (the pipelined one, or redis-py's pooled ones)."""
+    redis_server = killed_redis
     seed(redis_server, CORPUS)
     save_snapshot(redis_server)
     env = {
         **SETTINGS,
-        "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
+        "SESSIONVALIDATOR_REDIS_URL": redis_server.store_url,
         "SESSIONVALIDATOR_STORE_TIMEOUT_MS": "2000",
         # One lookup per waiting call, whichever server kind delivers them together.
         "SESSIONVALIDATOR_COALESCE": "false",
@@ -165,7 +179,7 @@ def test_connections_opened_before_a_redis_restart_are_not_reused(redis_server: 
         assert validator.proc is not None
         stub = pb_grpc.SessionValidatorStub(channel)
         assert all(o.code is None for o in burst(redis_server, stub, 8))
-        pooled = len(local_ports_to(validator.proc.pid, redis_server.port))
+        pooled = len(local_ports_to(validator.proc.pid, redis_server.store_port))
         assert pooled >= 1
         redis_server.stop()
         time.sleep(0.8)

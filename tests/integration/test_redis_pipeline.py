@@ -66,9 +66,8 @@ def unix_redis() -> Iterator[RedisServer]:
         ("redis://:secret@h:7000", PipelineTarget(host="h", port=7000, password="secret")),
         ("redis://h/0?socket_timeout=2&protocol=3", PipelineTarget(host="h")),
         ("unix:///run/redis.sock?db=2&password=x", PipelineTarget(path="/run/redis.sock", db=2, password="x")),
-        ("rediss://h", None),  # TLS stays on redis-py
+        ("rediss://h:6380", PipelineTarget(host="h", port=6380)),  # TLS: see test_redis_tls.py
         ("redis://h?client_name=sv", None),  # a setting the connection does not implement
-        ("redis://h?ssl_cert_reqs=none", None),
     ],
 )
 def test_which_urls_get_a_pipelined_connection(url: str, expected: PipelineTarget | None) -> None:

@@ -41,11 +41,24 @@ def make_ca(directory: Path, name: str) -> Pair:
     return Pair(cert, key)
 
 
-def make_leaf(directory: Path, name: str, ca: Pair, *, server: bool) -> Pair:
+def make_leaf(
+    directory: Path,
+    name: str,
+    ca: Pair,
+    *,
+    server: bool,
+    names: tuple[str, ...] = ("DNS:localhost", "IP:127.0.0.1"),
+    client_too: bool = False,
+) -> Pair:
+    """A certificate signed by ``ca``; a server's names ``names`` (subjectAltName entries).
+
+    ``client_too``: a server's that also serves as a client's (Redis nodes
+    present theirs to each other on the cluster bus).
+    """
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
     ext = directory / f"{name}.ext"
-    usage = "serverAuth" if server else "clientAuth"
-    alt = "subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server else ""
+    usage = ("serverAuth,clientAuth" if client_too else "serverAuth") if server else "clientAuth"
+    alt = f"subjectAltName={','.join(names)}\n" if server else ""
     ext.write_text(f"{alt}extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n", encoding="ascii")
     _openssl(
         "req",

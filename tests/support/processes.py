@@ -27,6 +27,7 @@ import pymongo.errors
 import redis
 
 from sessionvalidator_service.serverkind import KINDS, ServerKind
+from tests.support.certs import make_ca, make_leaf
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY_DIR = ROOT / "tests" / "parity"
@@ -54,10 +55,37 @@ def debug_sleep(client: redis.Redis, seconds: float) -> None:
     client.execute_command("DEBUG", "SLEEP", f"{seconds:g}")  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
 
-class RedisServer:
-    """A redis-server process with no persistence, on a port of its own."""
+@dataclass(frozen=True)
+class RedisTls:
+    """What a TLS redis-server serves: its certificate and key, the CA its clients' certificates must chain to."""
 
-    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    cert: Path
+    key: Path
+    ca: Path
+    auth_clients: bool = False  # --tls-auth-clients: mutual TLS
+
+    @classmethod
+    def made_in(cls, directory: Path, *, auth_clients: bool = False) -> RedisTls:
+        """A new CA in ``directory`` and a certificate it signs for localhost and 127.0.0.1 (server and node)."""
+        ca = make_ca(directory, "redis-ca")
+        server = make_leaf(directory, "redis", ca, server=True, client_too=True)
+        return cls(server.cert, server.key, ca.cert, auth_clients=auth_clients)
+
+    def args(self, port: int) -> tuple[str, ...]:
+        return (
+            *("--tls-port", str(port), "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key)),
+            *("--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "yes" if self.auth_clients else "no"),
+        )
+
+
+class RedisServer:
+    """A redis-server process with no persistence, on a port of its own.
+
+    With ``tls`` it also listens for TLS on ``tls_port`` (``tls_url``); the
+    plain port stays open for seeding and inspection (:meth:`client`).
+    """
+
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = (), tls: RedisTls | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             msg = "redis-server is not installed (make test-deps installs it)"
@@ -66,11 +94,29 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="sv-redis-")
         self.extra_args = extra_args
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def tls_url(self, host: str = "localhost", userinfo: str = "", **params: str) -> str:
+        """A ``rediss://`` URL for the TLS port, ``ssl_ca_certs`` the server's CA unless ``params`` say otherwise."""
+        assert self.tls is not None, "a RedisServer started without tls"
+        query = "&".join(f"{name}={value}" for name, value in {"ssl_ca_certs": str(self.tls.ca), **params}.items())
+        return f"rediss://{userinfo + '@' if userinfo else ''}{host}:{self.tls_port}/0?{query}"
+
+    @property
+    def store_url(self) -> str:
+        """What the service under test reads: the TLS port when there is one."""
+        return self.tls_url() if self.tls is not None else self.url
+
+    @property
+    def store_port(self) -> int:
+        """The port of :attr:`store_url`."""
+        return self.tls_port or self.port
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
@@ -90,6 +136,7 @@ class RedisServer:
                 "no",
                 "--enable-debug-command",
                 "yes",
+                *(self.tls.args(self.tls_port) if self.tls is not None else ()),
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 Real processes: three primaries made a cluster by ``redis-cli --cluster
 create``, one replica (of the second primary), and the service given the
-first two nodes.
+first two nodes. Then a second cluster, reached over TLS only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,7 +24,7 @@ from sessionvalidator_service.mint import MintedSession, mint_session
 from sessionvalidator_service.signature import Signer
 from tests.conftest import load_vectors
 from tests.harness import seed_client
-from tests.support.processes import ValidatorProcess, running_validator
+from tests.support.processes import RedisTls, ValidatorProcess, running_validator
 from tests.topologies.topology import Cluster, batch_verdicts, readiness, verdict, wait_until
 
 CORPUS = load_vectors("validate_session.json")
@@ -211,3 +212,24 @@ def test_a_hung_primary_is_replaced_by_its_promoted_replica(
     finally:
         primary.resume()
     Cluster.wait_ok(cluster.nodes)  # the old primary rejoins as a replica
+
+
+def test_a_cluster_over_tls(tmp_path: Path) -> None:
+    tls_cluster = Cluster(tmp_path / "nodes", tls=RedisTls.made_in(tmp_path / "tls"))
+    try:
+        client = tls_cluster.start().client()  # the plain ports, for seeding
+        sessions = [mint_session(SIGNER, user={"id": index}) for index in range(30)]
+        store(client, *sessions)
+        assert {port_of(client, s) for s in sessions} == {node.port for node in tls_cluster.primaries()}
+        unknown = mint_session(SIGNER)
+        with (
+            running_validator({**CORPUS["settings"], "SESSIONVALIDATOR_REDIS_URL": tls_cluster.url()}) as validator,
+            grpc.insecure_channel(validator.address) as channel,
+        ):
+            stub = pb_grpc.SessionValidatorStub(channel)
+            assert [verdict(stub, s) for s in sessions[:3]] == [VALID] * 3
+            assert verdict(stub, unknown) == MISSING
+            assert batch_verdicts(stub, [*sessions, unknown]) == [VALID] * 30 + [MISSING]
+            assert readiness(validator.address) == "SERVING"  # every primary answered a PING over TLS
+    finally:
+        tls_cluster.close()

@@ -1,4 +1,4 @@
-"""Redis Sentinel: the service reads the master the sentinels name, through failovers.
+"""Redis Sentinel: the service reads the master the sentinels name, through failovers (over TLS too).
 
 Real processes: a master, a replica, a sentinel (quorum 1) and the service.
 A call made while the master changes may fail with UNAVAILABLE; it must
@@ -18,7 +18,7 @@ import redis
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import MintedSession, mint_session
 from sessionvalidator_service.signature import Signer
-from tests.support.processes import running_validator
+from tests.support.processes import RedisTls, running_validator
 from tests.topologies.topology import SERVICE_NAME, SentinelGroup, batch_verdicts, readiness, verdict, wait_until
 
 SECRET = "topologies: a signing secret comfortably over 32 bytes"  # noqa: S105 - a test secret
@@ -27,8 +27,10 @@ VALID, MISSING, UNAVAILABLE = "VERDICT_VALID", "VERDICT_MISSING", "UNAVAILABLE"
 
 
 @pytest.fixture
-def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    group = SentinelGroup(tmp_path)
+def group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A plain group, or (``indirect`` parameter ``rediss``) one reached over TLS only."""
+    tls = RedisTls.made_in(tmp_path / "tls") if getattr(request, "param", "redis") == "rediss" else None
+    group = SentinelGroup(tmp_path, tls)
     try:
         yield group.start()
     finally:
@@ -45,6 +47,7 @@ def env(url: str) -> dict[str, str]:
     return {"SESSIONVALIDATOR_SECRETS": SECRET, "SESSIONVALIDATOR_REDIS_URL": url}
 
 
+@pytest.mark.parametrize("group", ["redis", "rediss"], indirect=True)
 def test_reads_move_to_the_promoted_replica_when_the_master_dies(group: SentinelGroup) -> None:
     sessions = [mint_session(SIGNER, user={"id": index}) for index in range(5)]
     unknown = mint_session(SIGNER, user={"id": "never stored"})
@@ -61,7 +64,7 @@ def test_reads_move_to_the_promoted_replica_when_the_master_dies(group: Sentinel
         assert verdict(stub, unknown) == MISSING
         assert batch_verdicts(stub, [*sessions, unknown]) == [VALID] * 5 + [MISSING]
 
-        old_port = group.master.port
+        old_port = group.master.client_port
         group.master.kill()
         seen: set[str] = set()
 
@@ -101,7 +104,7 @@ def test_a_planned_failover_moves_reads_before_the_old_master_is_demoted(group: 
         def switched() -> bool:
             answers = [verdict(stub, s) for s in sessions]
             assert set(answers) <= {VALID, UNAVAILABLE}, answers
-            return group.master_port() == group.replica.port
+            return group.master_port() == group.replica.client_port
 
         wait_until(switched, "the sentinel to name the replica as master", timeout=10)
         # An app that follows +switch-master now writes to the new master,

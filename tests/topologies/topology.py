@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import MintedSession
-from tests.support.processes import free_port
+from tests.support.processes import RedisTls, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli")
@@ -45,14 +45,26 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = 10.0
 
 
 class Node:
-    """One redis-server process, or a sentinel when given its configuration."""
+    """One redis-server process, or a sentinel when given its configuration.
 
-    def __init__(self, root: Path, name: str, *args: str, sentinel_config: str | None = None) -> None:
+    With ``tls`` it also listens for TLS on ``tls_port`` and speaks TLS to
+    the other nodes (replication, the cluster bus, a sentinel's checks); the
+    plain port stays for the tests' own clients.
+    """
+
+    def __init__(
+        self, root: Path, name: str, *args: str, sentinel_config: str | None = None, tls: RedisTls | None = None
+    ) -> None:
         self.name = name
         self.port = free_port()
+        self.tls_port = free_port() if tls is not None else 0
         self.dir = root / name
         self.dir.mkdir(parents=True)
         self.args = args
+        if tls is not None:
+            self.args += (*tls.args(self.tls_port), "--tls-replication", "yes")
+            if "--cluster-enabled" in args:
+                self.args += ("--tls-cluster", "yes")
         self.sentinel_config = sentinel_config
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -60,13 +72,18 @@ class Node:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def client_port(self) -> int:
+        """The port the service is given (or told of): the TLS port when there is one."""
+        return self.tls_port or self.port
+
     def start(self) -> Node:
         common = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
         common += ["--logfile", str(self.dir / "redis.log"), "--protected-mode", "no"]
         if self.sentinel_config is not None:
             config = self.dir / "sentinel.conf"  # Sentinel rewrites it
             config.write_text(self.sentinel_config, encoding="utf-8")
-            argv = [REDIS_SERVER, str(config), "--sentinel", *common]
+            argv = [REDIS_SERVER, str(config), "--sentinel", *common, *self.args]
         else:
             argv = [REDIS_SERVER, *common, "--save", "", "--appendonly", "no", *self.args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,22 +123,28 @@ class Node:
 
 
 class SentinelGroup:
-    """A master, one replica and one sentinel watching them (quorum 1, 1 s to notice a death)."""
+    """A master, one replica and one sentinel watching them (quorum 1, 1 s to notice a death).
 
-    def __init__(self, root: Path) -> None:
+    With ``tls`` every node is reached over TLS: the sentinel names the TLS ports.
+    """
+
+    def __init__(self, root: Path, tls: RedisTls | None = None) -> None:
+        self.tls = tls
         # No 5 s wait for more replicas before a diskless full sync.
-        self.master = Node(root, "master", "--repl-diskless-sync-delay", "0")
+        self.master = Node(root, "master", "--repl-diskless-sync-delay", "0", tls=tls)
+        master_port = self.master.client_port
         self.replica = Node(
-            root, "replica", "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(self.master.port)
+            root, "replica", "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master_port), tls=tls
         )
         self.sentinel = Node(
             root,
             "sentinel",
             sentinel_config=(
-                f"sentinel monitor {SERVICE_NAME} 127.0.0.1 {self.master.port} 1\n"
+                f"sentinel monitor {SERVICE_NAME} 127.0.0.1 {master_port} 1\n"
                 f"sentinel down-after-milliseconds {SERVICE_NAME} 1000\n"
                 f"sentinel failover-timeout {SERVICE_NAME} 4000\n"
             ),
+            tls=tls,
         )
         self.nodes = (self.master, self.replica, self.sentinel)
 
@@ -148,13 +171,15 @@ class SentinelGroup:
         return int(address[1])
 
     def node_on(self, port: int) -> Node:
-        return next(node for node in (self.master, self.replica) if node.port == port)
+        return next(node for node in (self.master, self.replica) if node.client_port == port)
 
     def url(self, *, dead_sentinel_first: bool = False) -> str:
-        hosts = [self.sentinel.address]
+        hosts = [f"127.0.0.1:{self.sentinel.client_port}"]
         if dead_sentinel_first:
             hosts.insert(0, f"127.0.0.1:{free_port()}")
-        return f"redis+sentinel://{','.join(hosts)}/{SERVICE_NAME}"
+        if self.tls is None:
+            return f"redis+sentinel://{','.join(hosts)}/{SERVICE_NAME}"
+        return f"rediss+sentinel://{','.join(hosts)}/{SERVICE_NAME}?ssl_ca_certs={self.tls.ca}"
 
     def close(self) -> None:
         for node in self.nodes:
@@ -162,10 +187,15 @@ class SentinelGroup:
 
 
 class Cluster:
-    """A Redis Cluster of primaries (2 s node timeout); replicas can be added."""
+    """A Redis Cluster of primaries (2 s node timeout); replicas can be added.
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    With ``tls`` the nodes also speak TLS, to each other too, and name their
+    TLS ports to clients that came over TLS (Redis 7).
+    """
+
+    def __init__(self, root: Path, size: int = 3, tls: RedisTls | None = None) -> None:
         self.root = root
+        self.tls = tls
         self.nodes: list[Node] = []
         for _ in range(size):
             self.nodes.append(self._node())
@@ -184,6 +214,7 @@ class Cluster:
             str(free_port()),
             "--repl-diskless-sync-delay",
             "0",
+            tls=self.tls,
         )
 
     def start(self) -> Cluster:
@@ -194,12 +225,14 @@ class Cluster:
             node.start()
         for node in self.nodes:
             node.wait_up()
+        tls = ("--tls", "--cacert", str(self.tls.ca)) if self.tls is not None else ()
         subprocess.run(
             [
                 REDIS_CLI,
+                *tls,
                 "--cluster",
                 "create",
-                *(n.address for n in self.nodes),
+                *(f"127.0.0.1:{n.client_port}" for n in self.nodes),
                 "--cluster-replicas",
                 "0",
                 "--cluster-yes",
@@ -246,7 +279,10 @@ class Cluster:
 
     def url(self) -> str:
         # Two of the three nodes: the client discovers the rest.
-        return "redis+cluster://" + ",".join(node.address for node in self.nodes[:2])
+        if self.tls is None:
+            return "redis+cluster://" + ",".join(node.address for node in self.nodes[:2])
+        hosts = ",".join(f"127.0.0.1:{node.client_port}" for node in self.nodes[:2])
+        return f"rediss+cluster://{hosts}?ssl_ca_certs={self.tls.ca}"
 
     def close(self) -> None:
         for node in self.nodes:

@@ -32,7 +32,7 @@ DEFAULT_LISTEN = "[::]:50051"
 
 # RFC 6265 token characters: what an Express cookie name can be.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_PASSWORD_PARAM = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
+_PASSWORD_PARAM = re.compile(r"([?&](?:sentinel_|ssl_)?password=)[^&#]*")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _COLLECTION = re.compile(r"^[^$\x00]{1,120}$")
 

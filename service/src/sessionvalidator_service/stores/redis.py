@@ -3,11 +3,11 @@
 Only this module knows how connect-redis lays sessions out:
 ``<prefix><sid>`` holds ``JSON.stringify(session)`` with a TTL, and user
 records, when configured, live under a key template such as ``user:{id}`` as
-a JSON string or a hash. A plain ``redis://`` or ``unix://`` server is read
-over one pipelined connection (:mod:`.redis_pipeline`), with recently read
-sessions kept while Redis reports every change (:mod:`.redis_tracking`); TLS,
-Sentinel (:mod:`.redis_topologies`) and Cluster go through redis-py's pooled
-clients. URL parsing is in :mod:`.redis_url`.
+a JSON string or a hash. One ``redis://``, ``rediss://`` (TLS) or ``unix://``
+server is read over one pipelined connection (:mod:`.redis_pipeline`), with
+recently read sessions kept while Redis reports every change
+(:mod:`.redis_tracking`); Sentinel (:mod:`.redis_topologies`) and Cluster go
+through redis-py's pooled clients. URL parsing is in :mod:`.redis_url`.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class RedisSessionStore(SessionStore):
     ) -> None:
         self._client = client
         # Every command goes over the pipelined connection when the URL allows
-        # one (see redis_pipeline); TLS, Sentinel and Cluster over redis-py.
+        # one (see redis_pipeline); Sentinel and Cluster over redis-py.
         self._pipeline = pipeline
         # Sessions kept while Redis reports every change to them (see redis_tracking).
         self._tracking = tracking
@@ -235,7 +235,7 @@ class RedisSessionStore(SessionStore):
 
     @property
     def caches(self) -> bool:
-        """Whether sessions are cached (``SESSIONVALIDATOR_SESSION_CACHE``, a plain server)."""
+        """Whether sessions are cached (``SESSIONVALIDATOR_SESSION_CACHE``, one server, TLS or not)."""
         return self._cache is not None
 
     def peek(self, session_id: str) -> StoredSession | None:

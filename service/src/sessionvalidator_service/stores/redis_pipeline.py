@@ -9,11 +9,13 @@ socket calls themselves). :class:`PipelinedConnection` is that protocol: one
 connection, any number of commands in flight, replies matched to callers in
 order (Redis answers a connection's commands in the order it received them).
 
-It speaks RESP2 and knows only what the store needs: TCP or a unix socket,
-``AUTH`` and ``SELECT`` on connect, a timeout per command (or per batch of
-commands), reconnecting on the next command after a failure, hooks to set a
-new connection up, and pushed messages (for the invalidations of
-:mod:`.redis_tracking`). TLS, Sentinel and Cluster stay on redis-py; see
+It speaks RESP2 and knows only what the store needs: TCP, TLS over TCP
+(asyncio's own TLS transport, with the ``ssl.SSLContext`` redis-py would build
+for the URL, see :func:`.redis_url.tls_context`) or a unix socket, ``AUTH``
+and ``SELECT`` on connect, a timeout per command (or per batch of commands),
+reconnecting on the next command after a failure, hooks to set a new
+connection up, and pushed messages (for the invalidations of
+:mod:`.redis_tracking`). Sentinel and Cluster stay on redis-py; see
 :func:`pipeline_target` for which URLs qualify.
 
 Failures are typed as the store interface wants them: a command that gets no
@@ -24,22 +26,30 @@ second), the peer may be gone without a word: the connection is dropped, every
 command still waiting on it fails with :class:`StoreTimeoutError` and the next
 one connects afresh. A lost connection fails what waits on it with
 :class:`StoreUnavailableError`. A reply that is a Redis error is returned as a
-:class:`ReplyError` for the caller to judge.
+:class:`ReplyError` for the caller to judge. TLS failing (a certificate
+that does not verify, a host name it does not name, a server refusing the
+client's certificate) is logged as an error naming the URL, credentials
+masked, once until it changes or a connection works: a wrong CA shows at
+startup, not as an unexplained outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import hiredis
-from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
+from sessionvalidator_service.config import redact_url
 from sessionvalidator_service.stores import StoreTimeoutError, StoreUnavailableError
+from sessionvalidator_service.stores.redis_url import split_tls_settings, tls_context
 
 __all__ = [
     "SILENCE_FACTOR",
@@ -49,6 +59,8 @@ __all__ = [
     "Send",
     "pipeline_target",
 ]
+
+log = logging.getLogger("sessionvalidator.store")
 
 # Sends one command on a connection being set up, returns its reply.
 Send = Callable[..., Awaitable[Any]]
@@ -79,22 +91,28 @@ class PipelineTarget:
     db: int = 0
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)  # rediss://
+    url: str = field(default="", compare=False)  # credentials masked: what errors name
 
 
 def pipeline_target(url: str) -> PipelineTarget | None:
-    """Return the target of a plain ``redis://`` or ``unix://`` URL, or ``None`` when redis-py must serve it.
+    """Return the target of a ``redis://``, ``rediss://`` or ``unix://`` URL, or ``None`` when redis-py must serve it.
 
-    TLS (``rediss://``) and any URL setting this connection does not
-    implement (``client_name``, say) are left to redis-py, so a setting is
-    never silently ignored.
+    A URL setting this connection does not implement (``client_name``, say)
+    leaves the URL to redis-py, so a setting is never silently ignored.
+    ``rediss://`` takes every ``ssl_*`` setting redis-py takes; one it does
+    not know, or files that do not load, raise :class:`ValueError` (the
+    configuration checks the same at startup).
     """
     try:
         options: dict[str, Any] = dict(parse_url(url))
     except ValueError:
         return None
-    connection_class = options.pop("connection_class", None)
-    if connection_class not in (None, UnixDomainSocketConnection):
+    connection_class = options.get("connection_class")
+    if connection_class not in (None, UnixDomainSocketConnection, SSLConnection):
         return None
+    tls_settings = split_tls_settings(options)
+    options.pop("connection_class", None)
     for name in _IGNORED:
         options.pop(name, None)
     known = {"host", "port", "path", "db", "username", "password"}
@@ -107,6 +125,8 @@ def pipeline_target(url: str) -> PipelineTarget | None:
         db=int(options.get("db") or 0),
         username=options.get("username") or None,
         password=options.get("password") or None,
+        tls=tls_context(tls_settings) if connection_class is SSLConnection else None,
+        url=redact_url(url),
     )
 
 
@@ -131,6 +151,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.retiring = False
+        self.answered = False  # a reply came: the connection worked
+        self.tls_error: ssl.SSLError | None = None  # what TLS failed with after the handshake
         self._on_push = on_push
         self._on_lost = on_lost
 
@@ -163,6 +185,7 @@ class _Protocol(asyncio.Protocol):
                 self.abort(StoreUnavailableError("the store sent a reply nobody asked for"))
                 return
             future, _ = self.waiting.popleft()
+            self.answered = True
             if not future.done():  # its caller may have timed out or given up
                 future.set_result(reply)
             if self.retiring and not self.waiting:
@@ -181,6 +204,8 @@ class _Protocol(asyncio.Protocol):
         self._fail(StoreUnavailableError("store connection closed"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, ssl.SSLError):  # a TLS 1.3 server refusing our certificate says so here
+            self.tls_error = exc
         self._fail(StoreUnavailableError(f"connection to the store lost: {exc or 'closed by the store'}"))
 
     def abort(self, error: Exception) -> None:
@@ -225,6 +250,7 @@ class PipelinedConnection:
         self._protocol: _Protocol | None = None
         self._newest: _Protocol | None = None  # the connection being opened, or open: whose loss is reported
         self._connecting: asyncio.Task[_Protocol] | None = None
+        self._tls_failure = ""  # the last TLS failure logged, until a connection works
 
     @property
     def connected(self) -> bool:
@@ -244,6 +270,10 @@ class PipelinedConnection:
             protocol.retire()
 
     def _lost(self, protocol: _Protocol) -> None:
+        if protocol.tls_error is not None:
+            self._tls_failed(protocol.tls_error)
+        elif protocol.answered:
+            self._tls_failure = ""  # it worked: log the next TLS failure again
         if protocol is self._newest and self._on_lost is not None:
             self._on_lost()
 
@@ -314,7 +344,13 @@ class PipelinedConnection:
                 if target.path is not None:
                     _, protocol = await loop.create_unix_connection(new_protocol, target.path)
                 else:
-                    transport, protocol = await loop.create_connection(new_protocol, target.host, target.port)
+                    transport, protocol = await loop.create_connection(
+                        new_protocol,
+                        target.host,
+                        target.port,
+                        ssl=target.tls,
+                        server_hostname=target.host if target.tls is not None else None,
+                    )
                     sock = transport.get_extra_info("socket")
                     if sock is not None:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -328,9 +364,27 @@ class PipelinedConnection:
                     raise
         except TimeoutError as exc:
             raise StoreTimeoutError("connecting to the store timed out") from exc
+        except ssl.SSLError as exc:
+            raise StoreUnavailableError(self._tls_failed(exc)) from exc
         except OSError as exc:
             raise StoreUnavailableError(f"cannot connect to the store: {exc.strerror or exc}") from exc
         return protocol
+
+    def _tls_failed(self, exc: ssl.SSLError) -> str:
+        """Log a TLS failure (once until it changes or a connection works); return what the error says."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            reason = f"certificate verify failed: {exc.verify_message}"
+        else:
+            reason = str(exc)
+        problem = f"TLS with the store at {self._target.url} failed: {reason}"
+        if problem != self._tls_failure:
+            self._tls_failure = problem
+            log.error(
+                "%s; check ssl_ca_certs, ssl_check_hostname and the client certificate in the store URL",
+                problem,
+                extra={"event": "store_tls_failed", "store_url": self._target.url, "error": reason},
+            )
+        return problem
 
     async def _log_in(self, protocol: _Protocol, loop: asyncio.AbstractEventLoop) -> None:
         target = self._target

@@ -1,18 +1,24 @@
 """Redis store URLs: one server, a Sentinel-managed master, or a Redis Cluster.
 
 Only parsing and validation live here (no connection is made), so the
-configuration can check a URL before anything starts.
+configuration can check a URL before anything starts, TLS files included:
+:func:`tls_context` builds the ``ssl.SSLContext`` of a ``rediss://`` URL.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["TopologyURL", "check_redis_url", "parse_topology_url"]
+import redis.exceptions
+from redis.asyncio.connection import RedisSSLContext, SSLConnection, parse_url
+
+__all__ = ["TopologyURL", "check_redis_url", "parse_topology_url", "split_tls_settings", "tls_context"]
 
 _TOPOLOGY_SCHEMES: Mapping[str, tuple[Literal["sentinel", "cluster"], bool]] = {
     "redis+sentinel": ("sentinel", False),
@@ -143,10 +149,68 @@ def _params(query: str, kind: str, tls: bool) -> dict[str, str | bool]:
     return params
 
 
+# Every ssl_* setting of redis-py's SSLConnection (what a rediss:// URL may
+# carry), with its default there: certificates verified, host name checked.
+_REDIS_PY_TLS_DEFAULTS: Mapping[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(SSLConnection.__init__).parameters.items()
+    if name.startswith("ssl_")
+}
+
+
+def split_tls_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """Move the ``ssl_*`` settings out of ``options`` (as ``redis.asyncio.connection.parse_url`` returns them).
+
+    Raises :class:`ValueError` for a name redis-py's SSLConnection does not
+    take, and for TLS settings on a URL that is not ``rediss://``: a setting
+    is refused at startup, never ignored.
+    """
+    settings = {name: options.pop(name) for name in [name for name in options if name.startswith("ssl_")]}
+    unknown = sorted(set(settings) - set(_REDIS_PY_TLS_DEFAULTS))
+    if unknown:
+        accepted = ", ".join(_REDIS_PY_TLS_DEFAULTS)
+        raise ValueError(f"unknown TLS parameter {unknown[0]!r} (rediss:// accepts: {accepted})")
+    if settings and options.get("connection_class") is not SSLConnection:
+        raise ValueError(f"TLS parameters need rediss://: {next(iter(settings))!r}")
+    return settings
+
+
+def tls_context(settings: Mapping[str, Any]) -> ssl.SSLContext:
+    """Return the ``ssl.SSLContext`` redis-py would use for these ``ssl_*`` settings.
+
+    Built by redis-py's own ``RedisSSLContext`` with ``SSLConnection``'s
+    defaults, so ``rediss://`` means the same on the pipelined connection as
+    on redis-py's pool: the system's CAs plus ``ssl_ca_certs`` /
+    ``ssl_ca_path`` / ``ssl_ca_data``, ``ssl_cert_reqs=required`` and
+    ``ssl_check_hostname=true`` unless the URL says otherwise (no host name
+    check under ``ssl_cert_reqs=none``), a client certificate from
+    ``ssl_certfile`` / ``ssl_keyfile`` (``ssl_password`` for an encrypted
+    key). Raises :class:`ValueError` naming the file or value that does not
+    load (never echoing ``ssl_password``).
+    """
+    merged = {**_REDIS_PY_TLS_DEFAULTS, **settings}
+    try:
+        return RedisSSLContext(**{name.removeprefix("ssl_"): value for name, value in merged.items()}).get()
+    except (OSError, ssl.SSLError, redis.exceptions.RedisError, TypeError, ValueError) as exc:
+        files = ", ".join(
+            f"{name}={settings[name]}"
+            for name in ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+            if name in settings
+        )
+        raise ValueError(f"the TLS settings do not load ({files or 'no files given'}): {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ssl.SSLError):
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
 def check_redis_url(url: str) -> None:
-    """Raise :class:`ValueError` naming what is wrong with a Redis URL of any form."""
+    """Raise :class:`ValueError` naming what is wrong with a Redis URL of any form (TLS files are loaded)."""
     if parse_topology_url(url) is not None:
         return
-    import redis.asyncio.connection
-
-    redis.asyncio.connection.parse_url(url)
+    options: dict[str, Any] = dict(parse_url(url))
+    settings = split_tls_settings(options)
+    if options.get("connection_class") is SSLConnection:
+        tls_context(settings)
