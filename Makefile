@@ -208,6 +208,10 @@ test-mongo: venv node-deps ferretdb ## The MongoDB store's tests alone: store, s
 test-gateways: system-deps gateway-deps venv ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
 	$(PY) -m pytest tests/gateways
 
+.PHONY: test-traefik
+test-traefik: system-deps gateway-deps venv ## The gateway tier with a live Traefik too (builds the pinned Traefik on first use: 10-20 min; not in make test)
+	SESSIONVALIDATOR_TEST_TRAEFIK="$$(scripts/build-traefik.sh)" $(PY) -m pytest tests/gateways
+
 # ---------------------------------------------------------------- image and deployment (README "Deploy")
 # requirements/runtime.txt is the one human-edited list of pins; `make lock`
 # derives the hash-pinned files the image installs with --require-hashes.

@@ -9,11 +9,12 @@ slashes, doubled slashes), and the one answer table every gateway gives: 401, 42
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote
 
 import pytest
@@ -217,42 +218,61 @@ def test_an_unreachable_validator_is_503_with_retry_after(name: str, stack: Stac
         gateway.close()
 
 
+# The header each example sets to the end client's address, replacing any copy the client sent. Traefik cannot set
+# a header to the client's address; it replaces a client's X-Forwarded-For unless its entry point trusts it.
+PEER_HEADERS = {"traefik": "x-forwarded-for"}
+
+
 @pytest.fixture(scope="module")
-def limited() -> Iterator[tuple[int, int]]:
-    """A second validator with a tiny bad-attempt budget, trusting the gateways' client-address header."""
+def limited() -> Iterator[Callable[[str], tuple[int, int]]]:
+    """Validators with a tiny bad-attempt budget, trusting a gateway's client-address header: one per header name."""
     redis = RedisServer().start()
-    env = {
-        "SESSIONVALIDATOR_SECRETS": SECRET,
-        "SESSIONVALIDATOR_REDIS_URL": redis.url,
-        "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
-        "SESSIONVALIDATOR_RATE_LIMIT": "1/m",
-        "SESSIONVALIDATOR_RATE_LIMIT_BURST": "2",
-        "SESSIONVALIDATOR_RATE_LIMIT_PEER_HEADER": "x-client-ip",
-    }
-    try:
-        with running_validator(env) as validator:
-            assert validator.output is not None
-            serving = next(r for r in validator.output.json_lines() if r.get("event") == "serving")
-            yield validator.port, int(serving["http_port"])
-    finally:
-        redis.close()
+    running: dict[str, tuple[int, int]] = {}
+    with contextlib.ExitStack() as stack:
+        stack.callback(redis.close)
+
+        def start(header: str) -> tuple[int, int]:
+            if header not in running:
+                env = {
+                    "SESSIONVALIDATOR_SECRETS": SECRET,
+                    "SESSIONVALIDATOR_REDIS_URL": redis.url,
+                    "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
+                    "SESSIONVALIDATOR_RATE_LIMIT": "1/m",
+                    "SESSIONVALIDATOR_RATE_LIMIT_BURST": "2",
+                    "SESSIONVALIDATOR_RATE_LIMIT_PEER_HEADER": header,
+                }
+                validator = stack.enter_context(running_validator(env))
+                assert validator.output is not None
+                serving = next(r for r in validator.output.json_lines() if r.get("event") == "serving")
+                running[header] = (validator.port, int(serving["http_port"]))
+            return running[header]
+
+        yield start
 
 
 @pytest.mark.parametrize("name", sorted(GATEWAYS))
-def test_the_rate_limit_names_the_end_client_not_the_gateway(name: str, stack: Stack, limited: tuple[int, int]) -> None:
+def test_the_rate_limit_names_the_end_client_not_the_gateway(
+    name: str, stack: Stack, limited: Callable[[str], tuple[int, int]]
+) -> None:
     """One client's flood of forged cookies is 429 for that client only, with retry-after, at every gateway."""
-    grpc_port, http_port = limited
+    header = PEER_HEADERS.get(name, "x-client-ip")
+    grpc_port, http_port = limited(header)
     gateway = GATEWAYS[name](grpc_port=grpc_port, http_port=http_port, upstream_port=stack.upstream.port).start()
     try:
-        # Each gateway's clients have their own addresses: the validator is shared.
+        # Each gateway's clients have their own addresses: the validators are shared.
         subnet = sorted(GATEWAYS).index(name) + 1
         flooder, bystander = f"127.0.{subnet}.2", f"127.0.{subnet}.3"
-        forged = [("Cookie", mint_forged()), ("X-Client-Ip", bystander)]  # a client cannot name another
-        answers = [request(gateway.port, protected(), forged, source=flooder).status for _ in range(4)]
+
+        def forged(named: str) -> list[tuple[str, str]]:
+            return [("Cookie", mint_forged()), (header, named)]  # a client naming someone else is not believed
+
+        answers = [request(gateway.port, protected(), forged(bystander), source=flooder).status for _ in range(4)]
         assert answers[:2] == [401, 401], answers
         assert answers[-1] == 429, answers
-        denial(request(gateway.port, protected(), forged, source=flooder), 429)
-        # Another client behind the same gateway still gets its own verdict.
+        # Naming yet another client does not get the flooder a fresh budget.
+        denial(request(gateway.port, protected(), forged(f"198.51.100.{subnet}"), source=flooder), 429)
+        # Another client behind the same gateway still gets its own verdict, also when it names itself.
         denial(request(gateway.port, protected(), [("Cookie", mint_forged())], source=bystander), 401)
+        denial(request(gateway.port, protected(), forged(bystander), source=bystander), 401)
     finally:
         gateway.close()
