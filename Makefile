@@ -25,12 +25,29 @@ HARNESS := $(PY) tests/harness.py --
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 PY_GEN := clients/python/src
 
+##@ Start here
+
 .PHONY: help
-help: ## Show this help (colour only on a terminal, and not with NO_COLOR set)
-	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
-	grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}'
+help: ## Show this help, by group (colour only on a terminal, and not with NO_COLOR set)
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; bold='\033[1m'; off='\033[0m'; else on=; bold=; off=; fi; \
+	awk -v on="$$on" -v bold="$$bold" -v off="$$off" 'BEGIN {FS = ":.*?## "} \
+	  /^##@ / {printf "\n%s%s%s\n", bold, substr($$0, 5), off; next} \
+	  /^[a-zA-Z_-]+:.*?## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: venv ## Run the service (starts a local Redis or FerretDB and a dev secret when none is configured; writes .tmp/run.env)
+	@scripts/run.sh
+
+.PHONY: test
+test: test-deps checkgenerate lint breaking test-service test-abuse test-faults mutants test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, mutants, -topologies, -native, -gateways, the 3 clients, test-deploy
+
+.PHONY: test-fast
+test-fast: venv ## The fast tier, in-process, no redis-server or Node: tests/unit, tests/fast
+	$(PY) -m pytest tests/unit tests/fast
 
 # ---------------------------------------------------------------- set-up
+##@ Set-up (make test and make run do it for you)
+
 $(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt service/pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.txt
@@ -112,7 +129,12 @@ $(BIN)/grpcurl-$(GRPCURL_VERSION):
 ghz: venv ## Build the pinned ghz (bench/ghz.py's version) into .tmp/bin (go install)
 	@$(PY) -c 'import sys; sys.path.insert(0, "bench"); from ghz import ensure_ghz; print(ensure_ghz())'
 
+.PHONY: test-deps
+test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
+
 # ---------------------------------------------------------------- code generation
+##@ Code generation
+
 .PHONY: proto
 proto: venv $(BUF) $(GO_PLUGINS) node-client-deps ## Regenerate Python, Go and TypeScript code from proto/ (pinned generators)
 	$(BUF) generate --template clients/go/buf.gen.yaml
@@ -130,6 +152,8 @@ checkgenerate: proto ## make proto, then fail when that changed a committed file
 	  git status --porcelain -- clients; git --no-pager diff --stat -- clients; exit 1; fi
 
 # ---------------------------------------------------------------- lint
+##@ Lint and contract checks
+
 .PHONY: lint
 lint: venv $(BUF) ## ruff check + format check (service, tests, clients/python, bench), mypy --strict (same), buf lint
 	$(VENV)/bin/ruff check service tests clients/python bench
@@ -151,24 +175,12 @@ fmt: venv ## ruff format and ruff check --fix on service, tests, clients/python,
 	$(VENV)/bin/ruff format service tests clients/python bench
 	$(VENV)/bin/ruff check --fix service tests clients/python bench
 
-# ---------------------------------------------------------------- run and test
-.PHONY: run
-run: venv ## Run the service (starts a local Redis or FerretDB and a dev secret when none is configured; writes .tmp/run.env)
-	@scripts/run.sh
-
-.PHONY: test-deps
-test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
-
-.PHONY: test
-test: test-deps checkgenerate lint breaking test-service test-abuse test-faults mutants test-topologies test-native test-gateways test-python test-go test-node test-deploy ## What CI runs: deps, checkgenerate, lint, breaking, test-service, -abuse, -faults, mutants, -topologies, -native, -gateways, the 3 clients, test-deploy
+# ---------------------------------------------------------------- test tiers
+##@ Test tiers (make test runs them all, but test-mongo, a part of test-service, and test-traefik)
 
 .PHONY: test-service
 test-service: system-deps venv node-deps ferretdb ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
 	$(PY) -m pytest
-
-.PHONY: test-fast
-test-fast: venv ## The fast tier, in-process, no redis-server or Node: tests/unit, tests/fast
-	$(PY) -m pytest tests/unit tests/fast
 
 .PHONY: test-faults
 test-faults: system-deps venv node-deps ferretdb ## Fault injection (tests/faults): Redis or MongoDB killed, Redis slow, SIGTERM under load, the live Express app
@@ -213,6 +225,8 @@ test-traefik: system-deps gateway-deps venv ## The gateway tier with a live Trae
 	SESSIONVALIDATOR_TEST_TRAEFIK="$$(scripts/build-traefik.sh)" $(PY) -m pytest tests/gateways
 
 # ---------------------------------------------------------------- image and deployment (README "Deploy")
+##@ Image and deployment
+
 # requirements/runtime.txt is the one human-edited list of pins; `make lock`
 # derives the hash-pinned files the image installs with --require-hashes.
 LOCK_PYTHON := 3.11
@@ -343,6 +357,8 @@ test-manifests: venv $(HELM) ## Lock drift, Kubernetes manifests and the rendere
 test-deploy: test-manifests test-image ## Everything deploy: lock, manifests, chart, the image built and run
 
 # ---------------------------------------------------------------- load and benchmark (docs/performance.md)
+##@ Load and benchmarks (not in make test)
+
 .PHONY: bench-deps
 bench-deps: system-deps venv ## redis-server, .venv and bench/requirements.txt (matplotlib, pinned); ghz is built on first use
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
@@ -356,6 +372,8 @@ bench: bench-deps gateway-deps ## Ours vs the Go and Node references on one mach
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- fuzzing, mutants and timing
+##@ Fuzzing, mutants and timing
+
 FUZZ_SECONDS ?= 300
 FUZZ_TARGET ?= all
 
@@ -374,6 +392,8 @@ mutants: system-deps venv ferretdb ## Plant each defect of tests/mutants/run.py 
 .PHONY: timing
 timing: venv ## dudect-style constant-time test of the signature check (tests/timing; not in make test: run on a quiet machine)
 	$(PY) -m pytest tests/timing -s
+
+##@ Clean
 
 .PHONY: clean
 clean: ## Remove the venv, tool binaries and caches
