@@ -105,13 +105,13 @@ class AuthorizationServicer:
             forwarded = request.attributes.source.address.socket_address.address or None
         return identity_of(context.peer(), forwarded)
 
-    def _response(self, decision: Decision, request: Any = None) -> Any:
+    def _response(self, decision: Decision, request: Any) -> Any:
         self._metrics.gateway_decision("ext_authz", decision.kind, decision.label)
         if decision.allowed:
-            # Empty values are removed, not set: a client's copy must not survive either way.
+            # Empty values are removed, not set: a client's copy must not survive either way, in any spelling.
             setting = {name for name, value in decision.headers if value}
-            remove = [name for name in self._names if name not in setting]
-            remove += [name for name in self._policy.headers.lookalikes(_header_names(request)) if name not in setting]
+            sent = self._policy.headers.lookalikes(_header_names(request))
+            remove = [name for name in dict.fromkeys((*self._names, *sent)) if name not in setting]
             return authz.CheckResponse(
                 status=status_pb2.Status(code=code_pb2.OK),
                 ok_response=authz.OkHttpResponse(
@@ -122,7 +122,7 @@ class AuthorizationServicer:
                         for name, value in decision.headers
                         if value
                     ],
-                    headers_to_remove=list(dict.fromkeys(remove)),
+                    headers_to_remove=remove,
                 ),
             )
         cached = self._responses.get(decision)
@@ -148,15 +148,16 @@ class AuthorizationServicer:
         """Decide one request Envoy holds."""
         with self._metrics.timed("Check"):
             if request is None:  # not a CheckRequest at all
-                return self._response(failed(malformed_request(), self._policy))
+                return self._response(failed(malformed_request(), self._policy), request)
             try:
                 outcome = await self._validator.validate(
                     ("header", cookie_header_of(request)), self._identity(request, context)
                 )
             except Exception as exc:  # noqa: BLE001 - every failure becomes a decision (errors.py)
-                return self._response(failed(self._reporter.failure(exc), self._policy))
+                return self._response(failed(self._reporter.failure(exc), self._policy), request)
             if outcome.reason is None:
-                return self._response(failed(rate_limited(outcome.retry_after_s or 0.0, outcome.scope), self._policy))
+                failure = rate_limited(outcome.retry_after_s or 0.0, outcome.scope)
+                return self._response(failed(failure, self._policy), request)
             return self._response(decide(outcome, self._policy, self._validator.hasher), request)
 
 

@@ -37,18 +37,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web, web_protocol, web_request, web_server
 
 from sessionvalidator_service.config import HttpLimits
 from sessionvalidator_service.cookies import header_from_bytes
-from sessionvalidator_service.errors import FailureReporter, rate_limited
+from sessionvalidator_service.errors import FailureReporter, failure_for, rate_limited
 from sessionvalidator_service.gateway import Decision, GatewayPolicy, decide, failed, join_cookie_headers
 from sessionvalidator_service.logs import LogBudget
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import Identity, identity_of
-from sessionvalidator_service.validator import Validator
+from sessionvalidator_service.validator import OverloadedError, Validator
 
 __all__ = ["AUTH_PATH", "HEALTH_PATH", "HttpAuthServer"]
 
@@ -85,11 +86,14 @@ class _RedactParserErrors(logging.Filter):
 
 
 _KEEPALIVE_S = 75.0
-# Sent to a connection over the limit before it is closed: a gateway reads it as the validator's 503.
-_REFUSED = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n"
-    b'retry-after: 1\r\nconnection: close\r\ncontent-length: 23\r\n\r\n{"error":"unavailable"}'
-)
+
+
+def _raw_response(decision: Decision) -> bytes:
+    """``decision`` as the bytes of a whole HTTP/1.1 response that closes the connection."""
+    head = [f"HTTP/1.1 {decision.status} {HTTPStatus(decision.status).phrase}"]
+    head += [f"{name}: {value}" for name, value in decision.headers]
+    head += ["connection: close", f"content-length: {len(decision.body)}", "", ""]
+    return "\r\n".join(head).encode("ascii") + decision.body
 
 
 class _Connection(web_protocol.RequestHandler):
@@ -161,6 +165,8 @@ class HttpAuthServer:
         self.open_connections = 0
         self.stopping = False
         self._refusals = LogBudget(log)
+        # What a connection over the limit is told before it is closed: the 503 of an overloaded validator.
+        self._refused = _raw_response(failed(failure_for(OverloadedError()), policy))
         self._validator = validator
         self._metrics = metrics
         self._reporter = FailureReporter(metrics)
@@ -195,7 +201,9 @@ class HttpAuthServer:
 
     def refuse(self, transport: asyncio.BaseTransport) -> None:
         """Answer a connection over the limit (or during shutdown) with 503 and close it."""
-        cast("asyncio.Transport", transport).write(_REFUSED)  # uvloop's transports are not WriteTransport subclasses
+        cast("asyncio.Transport", transport).write(
+            self._refused
+        )  # uvloop's transports are not WriteTransport subclasses
         transport.close()
         if not self.stopping:
             self._refusals.warning(
