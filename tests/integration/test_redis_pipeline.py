@@ -22,10 +22,10 @@ import uvloop
 
 from sessionvalidator_service.stores import StoreOptions, StoreTimeoutError, StoreUnavailableError
 from sessionvalidator_service.stores.redis import RedisSessionStore
+from sessionvalidator_service.stores.redis_errors import WrongTypeError
 from sessionvalidator_service.stores.redis_pipeline import (
     PipelinedConnection,
     PipelineTarget,
-    ReplyError,
     pipeline_target,
 )
 from tests.support.processes import RedisServer, debug_sleep
@@ -125,8 +125,8 @@ def test_a_password_only_server(redis_server: RedisServer) -> None:
 
     assert run(lambda: ping("only-pw")) == b"PONG"
     reply = run(lambda: ping(None))
-    assert isinstance(reply, ReplyError)
-    assert str(reply).startswith("NOAUTH")
+    assert isinstance(reply, redis.exceptions.AuthenticationError)
+    assert reply.status_code == "NOAUTH"
 
 
 def test_a_unix_socket(unix_redis: RedisServer) -> None:
@@ -229,7 +229,7 @@ def test_an_error_reply_is_returned_and_the_connection_keeps_serving(redis_serve
             await connection.aclose()
 
     error, value = run(scenario)
-    assert isinstance(error, ReplyError)
+    assert isinstance(error, WrongTypeError)
     assert str(error).startswith("WRONGTYPE")
     assert value == b"x"
 

@@ -27,11 +27,18 @@ from sessionvalidator_service.stores import (
     SessionStore,
     StoredSession,
     StoreOptions,
-    StoreTimeoutError,
     StoreUnavailableError,
     UserRecordData,
 )
-from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, ReplyError, pipeline_target
+from sessionvalidator_service.stores.redis_errors import (
+    ErrorReply,
+    WrongTypeError,
+    describe,
+    refuses_scripts,
+    store_error,
+    typed,
+)
+from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, pipeline_target
 from sessionvalidator_service.stores.redis_topologies import cluster_client, lean_connections, sentinel_master
 from sessionvalidator_service.stores.redis_tracking import SessionCache, Tracking
 from sessionvalidator_service.stores.redis_url import check_redis_url, parse_topology_url
@@ -71,12 +78,12 @@ def session_from_replies(length: Any, value: Any, pttl: Any, max_bytes: int) -> 
     A reply that is an error other than WRONGTYPE means the store failed.
     """
     if isinstance(pttl, Exception):
-        raise StoreUnavailableError(str(pttl))
+        raise store_error(pttl)
     for reply in (length, value):
-        if isinstance(reply, redis.exceptions.ResponseError | ReplyError) and str(reply).startswith("WRONGTYPE"):
+        if isinstance(reply, WrongTypeError):
             return _WRONG_TYPE  # something other than a session lives under the key
         if isinstance(reply, Exception):
-            raise StoreUnavailableError(str(reply))
+            raise store_error(reply)
     if length == -1:  # the script's mark for a key of another type
         return _WRONG_TYPE
     if pttl == -2 or (not value and length <= max_bytes):  # noqa: PLR2004 - Redis: no such key
@@ -189,11 +196,9 @@ class RedisSessionStore(SessionStore):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for command in commands:
                         pipe.execute_command(*command)
-                    return await pipe.execute(raise_on_error=False)
-        except (TimeoutError, redis.exceptions.TimeoutError) as exc:
-            raise StoreTimeoutError(str(exc) or "store timeout") from exc
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise StoreUnavailableError(str(exc)) from exc
+                    return [typed(reply) for reply in await pipe.execute(raise_on_error=False)]
+        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+            raise store_error(exc) from exc
         except Exception as exc:
             # redis-py failing in some other way while its connections die
             # (seen under load while Redis was killed) is the store failing,
@@ -279,14 +284,14 @@ class RedisSessionStore(SessionStore):
         reply = await self._pipeline.execute(
             "EVALSHA", _READ_SESSIONS_SHA, len(keys), *keys, limit, timeout_s=self._timeout
         )
-        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+        if isinstance(reply, redis.exceptions.NoScriptError):
             reply = await self._pipeline.execute(
                 "EVAL", _READ_SESSIONS, len(keys), *keys, limit, timeout_s=self._timeout
             )
-        if isinstance(reply, ReplyError):
-            if not _refuses_scripts(str(reply)):
-                raise StoreUnavailableError(str(reply))
-            _log_no_scripts(str(reply))
+        if isinstance(reply, ErrorReply):
+            if not refuses_scripts(reply):
+                raise store_error(reply)
+            _log_no_scripts(reply)
             return None
         return reply
 
@@ -303,12 +308,12 @@ class RedisSessionStore(SessionStore):
                         "EVAL", _READ_SESSIONS, len(keys), *keys, limit
                     )
         except redis.exceptions.ResponseError as exc:
-            _log_no_scripts(str(exc))
+            if not refuses_scripts(exc):
+                raise store_error(exc) from exc
+            _log_no_scripts(exc)
             return None
-        except (TimeoutError, redis.exceptions.TimeoutError) as exc:
-            raise StoreTimeoutError(str(exc) or "store timeout") from exc
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise StoreUnavailableError(str(exc)) from exc
+        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+            raise store_error(exc) from exc
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserRecordData | None]:
         """Read many user records in one round trip.
@@ -338,15 +343,15 @@ class RedisSessionStore(SessionStore):
         if isinstance(as_hash, dict) and as_hash:
             return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in as_hash.items()}
         for result in (as_string, as_hash):
-            if isinstance(result, Exception) and not str(result).startswith("WRONGTYPE"):
-                raise StoreUnavailableError(str(result))
+            if isinstance(result, Exception) and not isinstance(result, WrongTypeError):
+                raise store_error(result)
         return None
 
     async def ping(self, timeout_s: float | None = None) -> None:
         """Raise a StoreError unless the store answers PING in time."""
         (result,) = await self._run([("PING",)], timeout_s=timeout_s)
         if isinstance(result, Exception):
-            raise StoreUnavailableError(str(result))
+            raise store_error(result)
 
     async def write_session(self, session_id: str, session_json: str, *, ttl_s: int | None) -> None:
         """Write a session as connect-redis 9 does: ``SET key value [EX ttl]``."""
@@ -355,21 +360,11 @@ class RedisSessionStore(SessionStore):
             command = (*command, "EX", str(ttl_s))
         (result,) = await self._run([command])
         if isinstance(result, Exception):
-            raise StoreUnavailableError(str(result))
+            raise store_error(result)
 
 
-def _refuses_scripts(error: str) -> bool:
-    """Whether an error reply to EVAL means this server will never run the script.
-
-    ``NOPERM`` (an ACL user without scripting) and plain ``ERR`` (scripting
-    unknown or disabled) do; ``LOADING``, ``BUSY``, ``MASTERDOWN`` and the like
-    are the store being unavailable for now.
-    """
-    return error.startswith(("NOPERM", "ERR"))
-
-
-def _log_no_scripts(error: str) -> None:
+def _log_no_scripts(error: ErrorReply) -> None:
     log.warning(
         "the store refuses scripts; reading sessions command by command",
-        extra={"event": "store_no_scripts", "error": error[:200]},
+        extra={"event": "store_no_scripts", "error": describe(error)[:200]},
     )

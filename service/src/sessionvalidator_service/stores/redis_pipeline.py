@@ -25,8 +25,8 @@ has had no reply for :data:`SILENCE_FACTOR` command timeouts (at least a
 second), the peer may be gone without a word: the connection is dropped, every
 command still waiting on it fails with :class:`StoreTimeoutError` and the next
 one connects afresh. A lost connection fails what waits on it with
-:class:`StoreUnavailableError`. A reply that is a Redis error is returned as a
-:class:`ReplyError` for the caller to judge. TLS failing (a certificate
+:class:`StoreUnavailableError`. A reply that is a Redis error is returned as
+its exception class (:mod:`.redis_errors`) for the caller to judge. TLS failing (a certificate
 that does not verify, a host name it does not name, a server refusing the
 client's certificate) is logged as an error naming the URL, credentials
 masked, once until it changes or a connection works: a wrong CA shows at
@@ -49,13 +49,13 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, 
 
 from sessionvalidator_service.config import redact_url
 from sessionvalidator_service.stores import StoreTimeoutError, StoreUnavailableError
+from sessionvalidator_service.stores.redis_errors import ErrorReply, describe, reply_error
 from sessionvalidator_service.stores.redis_url import split_tls_settings, tls_context
 
 __all__ = [
     "SILENCE_FACTOR",
     "PipelineTarget",
     "PipelinedConnection",
-    "ReplyError",
     "Send",
     "pipeline_target",
 ]
@@ -75,10 +75,6 @@ MIN_SILENCE_S = 1.0
 _IGNORED = frozenset(
     {"socket_timeout", "socket_connect_timeout", "socket_keepalive", "protocol", "health_check_interval"}
 )
-
-
-class ReplyError(Exception):
-    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``); the message is Redis's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +141,7 @@ class _Protocol(asyncio.Protocol):
     def __init__(
         self, on_push: Callable[[Any], bool] | None = None, on_lost: Callable[[_Protocol], None] | None = None
     ) -> None:
-        self._reader = hiredis.Reader(replyError=ReplyError)
+        self._reader = hiredis.Reader(replyError=reply_error)
         # Each command waiting for its reply, with the loop time it was sent.
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
@@ -283,7 +279,7 @@ class PipelinedConnection:
             self._protocol.abort(error)
 
     async def execute(self, *args: str | bytes | int, timeout_s: float) -> Any:
-        """Send one command and return its reply (a :class:`ReplyError` for an error reply)."""
+        """Send one command and return its reply (an error reply as its exception, see :mod:`.redis_errors`)."""
         protocol, loop = await self._open()
         future: asyncio.Future[Any] = loop.create_future()
         protocol.send(pack(args), (future,), loop.time())
@@ -398,9 +394,9 @@ class PipelinedConnection:
         futures = [(str(command[0]), _send(protocol, loop, command)) for command in commands]
         for name, future in futures:
             reply = await future
-            if isinstance(reply, ReplyError):
+            if isinstance(reply, ErrorReply):
                 # Redis's own message (WRONGPASS ..., ERR DB index ...) never repeats the password.
-                raise StoreUnavailableError(f"{name} refused by the store: {reply}")
+                raise StoreUnavailableError(f"{name} refused by the store: {describe(reply)}")
 
     async def aclose(self) -> None:
         """Close the connection; commands still waiting fail with StoreUnavailableError."""

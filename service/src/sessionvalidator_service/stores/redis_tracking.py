@@ -34,7 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sessionvalidator_service.stores import StoredSession, StoreError, StoreUnavailableError
-from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, PipelineTarget, ReplyError, Send
+from sessionvalidator_service.stores.redis_errors import ErrorReply, describe
+from sessionvalidator_service.stores.redis_pipeline import PipelinedConnection, PipelineTarget, Send
 
 __all__ = ["CACHED_SESSION_BYTES", "SessionCache", "Tracking"]
 
@@ -186,8 +187,8 @@ class Tracking:
             return  # the keeper connects the subscriber, then retires this connection
         epoch = self._cache.epoch
         reply = await send("CLIENT", "TRACKING", "on", "REDIRECT", self._subscriber_id, "BCAST", "PREFIX", self._prefix)
-        if isinstance(reply, ReplyError):
-            self._refuse(str(reply))
+        if isinstance(reply, ErrorReply):
+            self._refuse(describe(reply))
             return
         self._cache.start(epoch)
         if self._cache.live:
@@ -218,8 +219,8 @@ class Tracking:
         client_id = await send("CLIENT", "ID")
         reply = await send("SUBSCRIBE", _CHANNEL)
         for answer in (client_id, reply):
-            if isinstance(answer, ReplyError):
-                self._refuse(str(answer))
+            if isinstance(answer, ErrorReply):
+                self._refuse(describe(answer))
                 raise StoreUnavailableError("tracking refused")
         self._subscriber_id = int(client_id)
 
