@@ -34,7 +34,14 @@ from sessionvalidator_service.stores.memory import MemoryStore
 from tests.fast.conftest import CORPUS, InProcess, LoopThread, start
 from tests.support.vectors import request_of, seed_memory
 
-NAMES = ("x-session-user-id", "x-session-username", "x-session-email", "x-session-roles", "x-session-sid-tag")
+NAMES = (
+    "x-session-user-id",
+    "x-session-username",
+    "x-session-email",
+    "x-session-roles",
+    "x-session-sid-tag",
+    "x-session-token",
+)
 HEADER_CASES = [
     c
     for c in CORPUS["cases"]

@@ -220,3 +220,23 @@ def test_config(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             Settings.from_env(bad)
         assert caught.value.variable == variable
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256"])
+def test_mint_key_writes_an_owner_only_key_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], algorithm: str
+) -> None:
+    from sessionvalidator_service.cli import main
+    from sessionvalidator_service.tokens import kid_of_pem
+
+    path = tmp_path / "signing.pem"
+    assert main(["mint-key", str(path), "--alg", algorithm], env={}) == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    printed = capsys.readouterr().out.strip()
+    assert printed == kid_of_pem(str(path))
+    assert "PRIVATE" not in printed
+    keys = load_keys(TokenConfig(str(path), "i", "a"))
+    assert keys.current.algorithm == algorithm
+    before = path.read_bytes()
+    assert main(["mint-key", str(path)], env={}) == 1
+    assert path.read_bytes() == before

@@ -51,6 +51,7 @@ from sessionvalidator_service.profile import Profile
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_LIFETIME_S",
+    "NO_KEYS",
     "KeySet",
     "SigningKey",
     "TokenConfig",
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 DEFAULT_LIFETIME_S = 300
+# The key set served while tokens are off: verifiers refuse every token.
+NO_KEYS = b'{"keys":[]}'
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
 MIN_RSA_BITS = 2048
 # Tokens kept at once; past that the cache starts afresh (the servicer's caches do the same).
