@@ -12,6 +12,7 @@ import grpc
 import jwt
 import pytest
 
+from sessionvalidator.tokens import InvalidTokenError, TokenVerifier
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.stores.memory import MemoryStore
@@ -186,5 +187,44 @@ def test_a_key_reload_signs_with_the_new_key_and_still_publishes_the_retired_one
         broken = {**rotated, "SESSIONVALIDATOR_JWT_KEY_FILE": str(tmp_path / "absent.pem")}
         assert not running.service.reload_secrets(broken)
         assert jwt.get_unverified_header(validate(running, VALID_HEADER).token)["kid"] == header["kid"]
+    finally:
+        loop_thread.run(running.service.stop())
+
+
+def test_a_rotation_fails_no_verifier_for_a_live_session(loop_thread: LoopThread, tmp_path: Path) -> None:
+    """New key in as the signing key, old one kept as retired: every token of a live session still verifies.
+
+    Verifiers hold the key set they fetched before the rotation; a token naming the new key makes them fetch it
+    again (unknown kid). Once the retired key is removed, its tokens are refused.
+    """
+    env = token_env(tmp_path)
+    old_key = env["SESSIONVALIDATOR_JWT_KEY_FILE"]
+    running = launch(loop_thread, env)
+    try:
+        assert running.service.http is not None
+        url = f"http://127.0.0.1:{running.service.http.port}/.well-known/jwks.json"
+        verifiers = [TokenVerifier(url, issuer=ISSUER, audience=AUDIENCE, cache_s=3600) for _ in range(3)]
+        before = validate(running, VALID_HEADER).token
+        for verifier in verifiers:
+            assert verifier.verify(before)["sub"] == VALID["expect"]["user"]["id"]
+        rotated = {
+            **CORPUS["settings"],
+            **env,
+            "SESSIONVALIDATOR_JWT_KEY_FILE": key_file(tmp_path, "next.pem"),
+            "SESSIONVALIDATOR_JWT_RETIRED_KEY_FILES": old_key,
+        }
+        assert running.service.reload_secrets(rotated)
+        after = validate(running, VALID_HEADER).token
+        assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
+        late = TokenVerifier(url, issuer=ISSUER, audience=AUDIENCE)  # first fetch after the rotation
+        for verifier in [*verifiers, late]:
+            for token in (before, after, before):
+                assert verifier.verify(token)["sub"] == VALID["expect"]["user"]["id"]
+        # The retired key's tokens have expired: it is removed, and a token it signed is refused.
+        assert running.service.reload_secrets({**rotated, "SESSIONVALIDATOR_JWT_RETIRED_KEY_FILES": ""})
+        fresh = TokenVerifier(url, issuer=ISSUER, audience=AUDIENCE)
+        assert fresh.verify(after)["sub"] == VALID["expect"]["user"]["id"]
+        with pytest.raises(InvalidTokenError):
+            fresh.verify(before)
     finally:
         loop_thread.run(running.service.stop())

@@ -46,7 +46,12 @@ class TokenKeysUnavailableError(Exception):
 
 
 class TokenVerifier:
-    """Verify session tokens with the keys at ``jwks_url``."""
+    """Verify session tokens with the keys at ``jwks_url``.
+
+    A token naming a key the cached set lacks fetches the set again at once. Where tokens with made-up
+    ``kid`` values could make that too frequent, ``refresh_cooldown_s`` spaces such fetches; then publish
+    each new key (as a retired one) for that long before it signs, as the README's rotation steps do.
+    """
 
     def __init__(
         self,
@@ -57,8 +62,13 @@ class TokenVerifier:
         cache_s: float = 300.0,
         leeway_s: float = 0.0,
         timeout_s: float = 2.0,
+        refresh_cooldown_s: float = 0.0,
     ) -> None:
-        self._keys = jwt.PyJWKClient(jwks_url, cache_keys=False, lifespan=cache_s, timeout=timeout_s)
+        # PyJWKClient's default cooldown (30 s after any fetch before an unknown kid may fetch again) would
+        # refuse a new signing key's tokens for up to 30 s after a rotation; see the class docstring.
+        self._keys = jwt.PyJWKClient(
+            jwks_url, cache_keys=False, lifespan=cache_s, timeout=timeout_s, cooldown_duration=refresh_cooldown_s
+        )
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
