@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import grpc
 import pytest
 from conftest import required_env
 
+from sessionvalidator import AsyncClient, Client
 from sessionvalidator.tokens import InvalidTokenError, TokenKeysUnavailableError, TokenVerifier
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
@@ -58,6 +60,24 @@ def test_a_token_the_service_issued_verifies(addr: str, valid_cookie: bytes, ver
 
 def test_no_token_for_an_anonymous_session(addr: str, anonymous_cookie: bytes) -> None:
     assert issued(addr, anonymous_cookie).token == ""
+
+
+def test_the_clients_ask_for_a_token_only_when_told(addr: str, valid_cookie: bytes, verifier: TokenVerifier) -> None:
+    with Client(addr) as client:
+        validation = client.validate_cookie_header(valid_cookie, issue_token=True)
+        assert validation.user is not None
+        assert verifier.verify(validation.token)["sub"] == validation.user.id
+        assert client.validate_cookie_header(valid_cookie).token == ""
+
+    async def asynchronous() -> tuple[str, str]:
+        async with AsyncClient(addr) as client:
+            asked = await client.validate_cookie_header(valid_cookie, issue_token=True)
+            plain = await client.validate_cookie_header(valid_cookie)
+            return asked.token, plain.token
+
+    asked, plain = asyncio.run(asynchronous())
+    assert verifier.verify(asked)["sub"]
+    assert plain == ""
 
 
 @pytest.mark.parametrize("name", REFUSED)
