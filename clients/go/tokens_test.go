@@ -35,9 +35,9 @@ func loadTokenVectors(t *testing.T) tokenVectors {
 	return v
 }
 
-func TestIssuedTokenVerifiesWithGoJoseAndTheJWKSOverHTTP(t *testing.T) {
-	v := loadTokenVectors(t)
-	c := liveClient(t)
+// issueToken asks the live service for a token for the valid_object_user vector's cookie.
+func issueToken(t *testing.T, c *sessionvalidator.Client) ([]byte, *sessionvalidator.Result) {
+	t.Helper()
 	cookie, _ := headerBytes(t, vector(t, "valid_object_user"))
 	res, err := c.Validate(context.Background(), &svpb.ValidateSessionRequest{
 		Credential: &svpb.ValidateSessionRequest_CookieHeader{CookieHeader: cookie},
@@ -46,6 +46,13 @@ func TestIssuedTokenVerifiesWithGoJoseAndTheJWKSOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cookie, res
+}
+
+func TestIssuedTokenVerifiesWithGoJoseAndTheJWKSOverHTTP(t *testing.T) {
+	v := loadTokenVectors(t)
+	c := liveClient(t)
+	cookie, res := issueToken(t, c)
 	if res.Token == "" || strings.Contains(res.Token, res.SessionID) {
 		t.Fatalf("token %q: empty, or holds the session id", res.Token)
 	}
@@ -93,17 +100,9 @@ func TestForgedAndStaleTokensAreRefused(t *testing.T) {
 
 func TestTokenKeysThatCannotBeFetchedAreNotAVerdict(t *testing.T) {
 	v := loadTokenVectors(t)
-	c := liveClient(t)
-	cookie, _ := headerBytes(t, vector(t, "valid_object_user"))
-	res, err := c.Validate(context.Background(), &svpb.ValidateSessionRequest{
-		Credential: &svpb.ValidateSessionRequest_CookieHeader{CookieHeader: cookie},
-		IssueToken: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := issueToken(t, liveClient(t))
 	url := "http://" + liveEnv(t, "SESSIONVALIDATOR_TEST_UNREACHABLE_ADDR") + "/.well-known/jwks.json"
-	_, err = sessionvalidator.NewTokenVerifier(url, v.Issuer, v.Audience).Verify(context.Background(), res.Token)
+	_, err := sessionvalidator.NewTokenVerifier(url, v.Issuer, v.Audience).Verify(context.Background(), res.Token)
 	if !errors.Is(err, sessionvalidator.ErrTokenKeysUnavailable) {
 		t.Fatalf("got %v, want ErrTokenKeysUnavailable", err)
 	}

@@ -16,20 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sessionvalidator_service.gateway import DEFAULT_HEADER_PREFIX, HeaderNames
 from sessionvalidator_service.mint import mint_session
 from sessionvalidator_service.signature import Signer
 from tests.gateways.conftest import SIGNER, USER, Stack
 from tests.gateways.support import GATEWAYS, Gateway, Response, request
 from tests.support.processes import free_port
 
-SESSION_HEADERS = (
-    "x-session-user-id",
-    "x-session-username",
-    "x-session-email",
-    "x-session-roles",
-    "x-session-sid-tag",
-    "x-session-token",
-)
+# The defaults' names (pinned by tests/unit/test_gateway_decisions.py).
+SESSION_HEADERS = HeaderNames.with_prefix(DEFAULT_HEADER_PREFIX).all
 
 
 def protected() -> str:

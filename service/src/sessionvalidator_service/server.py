@@ -350,23 +350,15 @@ class Service:
         """
         try:
             fresh = Settings.from_env(env)
-        except ConfigError as exc:
+            keys = load_keys(fresh.tokens) if self.tokens is not None and fresh.tokens is not None else None
+        except (ConfigError, TokenError) as exc:
             log.error(  # noqa: TRY400 - a configuration mistake, not a bug: no traceback
                 "secrets not reloaded; the current ones stay in use",
                 extra={"event": "secrets_reload_failed", "error": str(exc)},
             )
             self.metrics.secrets_reloaded(ok=False)
             return False
-        if self.tokens is not None and fresh.tokens is not None:
-            try:
-                keys = load_keys(fresh.tokens)
-            except TokenError as exc:
-                log.error(  # noqa: TRY400 - a configuration mistake, not a bug: no traceback
-                    "token keys not reloaded; the current ones stay in use",
-                    extra={"event": "secrets_reload_failed", "error": str(exc)},
-                )
-                self.metrics.secrets_reloaded(ok=False)
-                return False
+        if self.tokens is not None and keys is not None:
             self.tokens.use_keys(keys)
             log.info(
                 "token keys reloaded",
