@@ -107,9 +107,15 @@ def test_cache_reuses_for_less_than_the_lifetime(tmp_path: Path) -> None:
     clock.now += 1  # half the lifetime: a fresh token
     second = minted.token(SID, PROFILE, None, tag)
     assert second != first
+    # An equal profile read afresh (a user record looked up on each call) shares it.
+    assert minted.token(SID, Profile(**{f: getattr(PROFILE, f) for f in PROFILE.__slots__}), None, tag) == second
+    assert minted.signed == 2
     # Another session, or another profile for the same session, never shares a token.
     assert minted.token("other-session", PROFILE, None, tag) != second
-    assert minted.token(SID, Profile(id="42"), None, tag) != second
+    changed = minted.token(SID, Profile(id="42"), None, tag)
+    assert changed != second
+    assert changed is not None
+    assert "preferred_username" not in verify(changed, minted)
 
 
 def test_cache_never_outlives_a_shortened_session(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ the session id the gateways already send; never the id), and the profile:
 (the default, "every key but secrets", would put whole user records in headers).
 
 Signing costs tens of microseconds, so a token is reused for the same session
-and profile while it has at least half its lifetime left and does not outlive
-the session; the cache belongs to one key set, so a reloaded key set never
-hands out a token signed by the key it replaced.
+and an equal profile while it has at least half its lifetime left and does not
+outlive the session; the cache is emptied by every key (re)load (SIGHUP), so a
+reloaded key set never hands out a token signed by the key it replaced.
 
 Library: PyJWT with ``cryptography`` (the most used JOSE library in Python,
 kept up to date, EdDSA/ES256/RS256 and JWKs built in; the Python client's
@@ -247,8 +247,8 @@ class TokenIssuer:
         """Sign with ``keys`` from now on; no token signed before is handed out again."""
         self.keys = keys
         self._headers = {"kid": keys.current.kid, "typ": "JWT"}
-        # (session id, id(profile)) -> (token, exp, reuse until, the profile: kept alive so its id is not reused)
-        self._cache: dict[tuple[str, int], tuple[str, int, float, Profile]] = {}
+        # session id -> (token, exp, reuse until, the profile it was signed for)
+        self._cache: dict[str, tuple[str, int, float, Profile]] = {}
 
     def token(
         self,
@@ -260,11 +260,12 @@ class TokenIssuer:
         """Return the token for a VALID authenticated session, or ``None`` when the session ends within a second."""
         now = self._clock()
         session_end = int(expire_time.timestamp()) if expire_time is not None else None
-        key = (session_id, id(profile))
-        cached = self._cache.get(key)
+        cached = self._cache.get(session_id)
         if (
             cached is not None
-            and cached[3] is profile
+            # The validator hands out the same profile object while the session is unchanged; a user record read
+            # afresh on each call (SESSIONVALIDATOR_USER_KEY) is an equal one.
+            and (cached[3] is profile or cached[3] == profile)
             and now < cached[2]
             and (session_end is None or cached[1] <= session_end)
         ):
@@ -293,5 +294,5 @@ class TokenIssuer:
         if len(self._cache) >= _CACHED_TOKENS:
             self._cache.clear()
         # Reused while at least half its lifetime is left (so never for its whole lifetime).
-        self._cache[key] = (token, expires, issued + (expires - issued) / 2, profile)
+        self._cache[session_id] = (token, expires, issued + (expires - issued) / 2, profile)
         return token
