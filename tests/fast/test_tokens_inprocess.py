@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,25 @@ def test_a_rotation_fails_no_verifier_for_a_live_session(loop_thread: LoopThread
             fresh.verify(before)
     finally:
         loop_thread.run(running.service.stop())
+
+
+def test_no_token_or_key_material_is_logged(
+    loop_thread: LoopThread, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    env = token_env(tmp_path, SESSIONVALIDATOR_JWT_GATEWAY="1", SESSIONVALIDATOR_LOG_LEVEL="DEBUG")
+    running = launch(loop_thread, env)
+    try:
+        token = validate(running, VALID_HEADER).token
+        gateway_token = ok_headers(check(running, raw_request(VALID_HEADER.encode())))["x-session-token"]
+        forward_auth(running, VALID_HEADER.encode())
+        broken = {**CORPUS["settings"], **env, "SESSIONVALIDATOR_JWT_KEY_FILE": str(tmp_path / "absent.pem")}
+        assert not running.service.reload_secrets(broken)
+        assert running.service.reload_secrets({**CORPUS["settings"], **env})
+    finally:
+        loop_thread.run(running.service.stop())
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert "token keys reloaded" in logged  # the records were captured
+    pem = Path(env["SESSIONVALIDATOR_JWT_KEY_FILE"]).read_text()
+    for secret in (token, gateway_token, *token.split("."), pem.splitlines()[1], VALID["expect"]["session_id"]):
+        assert secret not in logged
