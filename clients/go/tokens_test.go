@@ -106,4 +106,9 @@ func TestTokenKeysThatCannotBeFetchedAreNotAVerdict(t *testing.T) {
 	if !errors.Is(err, sessionvalidator.ErrTokenKeysUnavailable) {
 		t.Fatalf("got %v, want ErrTokenKeysUnavailable", err)
 	}
+	notFound := strings.Replace(v.JWKSURL, "/.well-known/jwks.json", "/no-such-path", 1)
+	_, err = sessionvalidator.NewTokenVerifier(notFound, v.Issuer, v.Audience).Verify(context.Background(), res.Token)
+	if !errors.Is(err, sessionvalidator.ErrTokenKeysUnavailable) {
+		t.Fatalf("404: got %v, want ErrTokenKeysUnavailable", err)
+	}
 }

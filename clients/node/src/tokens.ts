@@ -75,7 +75,9 @@ function loadJose(): Promise<typeof Jose> {
   return jose;
 }
 
-const UNAVAILABLE = new Set(["ERR_JWKS_TIMEOUT"]);
+// jose's codes for a key set that could not be had: a timeout, an answer other than 200 or not JSON
+// (ERR_JOSE_GENERIC, used by jose only there), or not a key set.
+const UNAVAILABLE = new Set(["ERR_JWKS_TIMEOUT", "ERR_JOSE_GENERIC", "ERR_JWKS_INVALID"]);
 
 /** Build a verifier for the tokens of one validator (see the module comment). */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {

@@ -75,6 +75,8 @@ test("keys that cannot be fetched are not a verdict", async () => {
     const { token } = await client.validateCookieHeader(headerBytes(vector("valid_object_user")), { issueToken: true });
     const unreachable = verifier(v, `http://${env.unreachableAddr}/.well-known/jwks.json`);
     await assert.rejects(unreachable.verify(token), TokenKeysUnavailableError);
+    const notFound = verifier(v, v.jwks_url.replace("/.well-known/jwks.json", "/no-such-path"));
+    await assert.rejects(notFound.verify(token), TokenKeysUnavailableError);
   } finally {
     client.close();
   }

@@ -100,3 +100,7 @@ def test_no_keys_is_not_a_verdict(tokens: dict[str, Any], addr: str, valid_cooki
     )
     with pytest.raises(TokenKeysUnavailableError):
         verifier.verify(issued(addr, valid_cookie).token)
+    not_found = tokens["jwks_url"].replace("/.well-known/jwks.json", "/no-such-path")
+    verifier = TokenVerifier(not_found, issuer=tokens["issuer"], audience=tokens["audience"])
+    with pytest.raises(TokenKeysUnavailableError):
+        verifier.verify(issued(addr, valid_cookie).token)
