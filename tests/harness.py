@@ -14,7 +14,12 @@ command with:
   is 1 bad attempt a minute (burst 1), so a second bad cookie from this host
   is RESOURCE_EXHAUSTED;
 * ``SESSIONVALIDATOR_TEST_UNREACHABLE_ADDR``: host:port where nothing listens;
-* ``SESSIONVALIDATOR_TEST_CONFORMANCE``: tests/vectors/client_conformance.json.
+* ``SESSIONVALIDATOR_TEST_CONFORMANCE``: tests/vectors/client_conformance.json;
+* ``SESSIONVALIDATOR_TEST_TOKENS``: a JSON file for the session-token tests:
+  ``jwks_url`` (the seeded service's ``/.well-known/jwks.json``), ``issuer``,
+  ``audience``, and ``refused``, tokens signed with the service's own key (or
+  none) that a verifier must refuse (tests/support/token_vectors.py). The
+  seeded service issues tokens when a request asks (``issue_token``).
 
 Exits with the command's status; everything it started is stopped.
 """
@@ -25,12 +30,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.processes import RedisServer, ValidatorProcess, free_port
+from tests.support.token_vectors import AUDIENCE, ISSUER, refused_tokens, write_key
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "validate_session.json"
 CONFORMANCE = VECTORS.with_name("client_conformance.json")
@@ -65,11 +72,36 @@ def main(argv: list[str]) -> int:
     corpus = json.loads(VECTORS.read_text(encoding="utf-8"))
     redis_server = RedisServer().start()
     live = down = limited = None
+    keys = tempfile.TemporaryDirectory(prefix="sessionvalidator-harness-")
     try:
         seed(redis_server, corpus)
         settings = corpus["settings"]
-        live = ValidatorProcess({**settings, "SESSIONVALIDATOR_REDIS_URL": redis_server.url}).start()
+        key_file = write_key(Path(keys.name) / "signing.pem")
+        live = ValidatorProcess(
+            {
+                **settings,
+                "SESSIONVALIDATOR_REDIS_URL": redis_server.url,
+                "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
+                "SESSIONVALIDATOR_JWT_KEY_FILE": key_file,
+                "SESSIONVALIDATOR_JWT_ISSUER": ISSUER,
+                "SESSIONVALIDATOR_JWT_AUDIENCE": AUDIENCE,
+            }
+        ).start()
         live.wait_ready()
+        assert live.output is not None
+        serving = next(r for r in live.output.json_lines() if r.get("event") == "serving")
+        tokens = Path(keys.name) / "tokens.json"
+        tokens.write_text(
+            json.dumps(
+                {
+                    "jwks_url": f"http://127.0.0.1:{serving['http_port']}/.well-known/jwks.json",
+                    "issuer": ISSUER,
+                    "audience": AUDIENCE,
+                    "refused": refused_tokens(key_file, write_key(Path(keys.name) / "removed.pem")),
+                }
+            ),
+            encoding="utf-8",
+        )
         down = ValidatorProcess(
             {**settings, "SESSIONVALIDATOR_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
         ).start()
@@ -90,6 +122,7 @@ def main(argv: list[str]) -> int:
             "SESSIONVALIDATOR_TEST_LIMITED_ADDR": limited.address,
             "SESSIONVALIDATOR_TEST_UNREACHABLE_ADDR": f"127.0.0.1:{free_port()}",
             "SESSIONVALIDATOR_TEST_CONFORMANCE": str(CONFORMANCE),
+            "SESSIONVALIDATOR_TEST_TOKENS": str(tokens),
         }
         return subprocess.call(command, env=env)
     finally:
@@ -97,6 +130,7 @@ def main(argv: list[str]) -> int:
             if validator is not None:
                 validator.close()
         redis_server.close()
+        keys.cleanup()
 
 
 if __name__ == "__main__":

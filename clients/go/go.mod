@@ -3,6 +3,7 @@ module github.com/sessionvalidator/sessionvalidator/clients/go
 go 1.26.0
 
 require (
+	github.com/go-jose/go-jose/v4 v4.1.9
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

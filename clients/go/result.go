@@ -43,6 +43,10 @@ type Result struct {
 	ExpireTime time.Time
 	// CookieName is the name of the cookie the service judged.
 	CookieName string
+	// Token is the session token the request asked for (IssueToken), or "".
+	// Verify it with a [TokenVerifier]; it is valid until its exp, even after
+	// a logout.
+	Token string
 	// Response is the response as received, for fields added to the
 	// contract after this package was written.
 	Response *svpb.ValidateSessionResponse
@@ -86,6 +90,7 @@ func newResult(resp *svpb.ValidateSessionResponse) *Result {
 		SessionID:     resp.GetSessionId(),
 		Authenticated: resp.GetAuthenticated(),
 		CookieName:    resp.GetCookieName(),
+		Token:         resp.GetToken(),
 		Response:      resp,
 	}
 	if resp.ExpireTime != nil {

@@ -43,6 +43,12 @@ class FixedVerdict(pb_grpc.SessionValidatorServicer):
         del request
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "check sends one credential")
 
+    def GetJwks(  # noqa: N802 - the gRPC method name
+        self, request: pb.GetJwksRequest, context: grpc.ServicerContext
+    ) -> pb.GetJwksResponse:
+        del request
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "check asks for no keys")
+
 
 @pytest.fixture(scope="module")
 def fixed() -> Iterator[tuple[FixedVerdict, str]]:

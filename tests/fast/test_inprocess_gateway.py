@@ -28,13 +28,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.ext_authz import SERVICE_NAME
-from sessionvalidator_service.gateway import header_value
+from sessionvalidator_service.gateway import DEFAULT_HEADER_PREFIX, HeaderNames, header_value
 from sessionvalidator_service.stores import StoreTimeoutError, StoreUnavailableError
 from sessionvalidator_service.stores.memory import MemoryStore
 from tests.fast.conftest import CORPUS, InProcess, LoopThread, start
 from tests.support.vectors import request_of, seed_memory
 
-NAMES = ("x-session-user-id", "x-session-username", "x-session-email", "x-session-roles", "x-session-sid-tag")
+# The defaults' names (pinned by tests/unit/test_gateway_decisions.py).
+NAMES = HeaderNames.with_prefix(DEFAULT_HEADER_PREFIX).all
 HEADER_CASES = [
     c
     for c in CORPUS["cases"]

@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import jwt
 import pytest
 
 from sessionvalidator_service.mint import MintedSession, mint_session
 from sessionvalidator_service.signature import Signer
+from sessionvalidator_service.tokens import new_private_key_pem
 from tests.gateways.support import GATEWAYS, EchoUpstream, Gateway
 from tests.support.processes import RedisServer, ValidatorProcess, free_port
 
 SECRET = "gateway tests: a signing secret comfortably over 32 bytes"  # noqa: S105 - a test secret
 SIGNER = Signer((SECRET,))
 USER = {"id": "u-7", "username": "ann", "email": "ann@example.com", "roles": ["admin", "dev"]}
+# Session tokens are on for the whole tier (SESSIONVALIDATOR_JWT_GATEWAY): every allow carries one.
+JWT_ISSUER = "https://sessionvalidator.gateway-tests"
+JWT_AUDIENCE = "gateway-tests"
 
 
 def mint_forged() -> str:
@@ -37,13 +42,26 @@ class Stack:
         self.redis.client().set("sess:" + session.session_id, session.stored_json, ex=session.ttl_s)
         return session.cookie_header("connect.sid")
 
+    def verify_token(self, token: str) -> dict[str, object]:
+        """The claims of a session token, verified with the JWKS fetched from the service's HTTP port."""
+        keys = jwt.PyJWKClient(f"http://127.0.0.1:{self.http_port}/.well-known/jwks.json", cache_keys=False)
+        return jwt.decode(
+            token,
+            keys.get_signing_key_from_jwt(token),
+            algorithms=["EdDSA"],
+            audience=JWT_AUDIENCE,
+            issuer=JWT_ISSUER,
+        )
+
     def valid(self, user: object = USER) -> tuple[str, MintedSession]:
         session = mint_session(SIGNER, user=user)
         return self.store(session), session
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    key = tmp_path_factory.mktemp("token-keys") / "signing.pem"
+    key.write_bytes(new_private_key_pem("EdDSA"))
     redis = RedisServer().start()
     upstream = EchoUpstream().start()
     validator = ValidatorProcess(
@@ -51,6 +69,10 @@ def stack() -> Iterator[Stack]:
             "SESSIONVALIDATOR_SECRETS": SECRET,
             "SESSIONVALIDATOR_REDIS_URL": redis.url,
             "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
+            "SESSIONVALIDATOR_JWT_KEY_FILE": str(key),
+            "SESSIONVALIDATOR_JWT_ISSUER": JWT_ISSUER,
+            "SESSIONVALIDATOR_JWT_AUDIENCE": JWT_AUDIENCE,
+            "SESSIONVALIDATOR_JWT_GATEWAY": "1",
         }
     )
     try:

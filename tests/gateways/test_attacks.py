@@ -66,6 +66,9 @@ def expect_user(seen: dict[str, list[str]]) -> None:
     tag = seen.pop("x-session-sid-tag", [])
     assert len(tag) == 1, tag
     assert re.fullmatch(r"[0-9a-f]{12}", tag[0]), tag
+    token = seen.pop("x-session-token", [])
+    assert len(token) == 1, token
+    assert not token[0].startswith("spoof"), token
     assert seen == {
         "x-session-user-id": ["u-7"],
         "x-session-username": ["ann"],
@@ -82,6 +85,7 @@ def test_no_spelling_of_a_user_header_reaches_the_upstream(gateway: Gateway, sta
     seen = identity_headers(request(gateway.port, protected(), [*spoofs(), ("Cookie", bare)]))
     assert seen.pop("x-session-user-id") == ["u-8"]
     assert len(seen.pop("x-session-sid-tag")) == 1
+    assert len(seen.pop("x-session-token")) == 1
     assert seen == {}
     # Public paths: no check, and no user header in any spelling.
     for headers in (spoofs(), [*spoofs(), ("Cookie", cookie)]):

@@ -14,12 +14,14 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sessionvalidator_service.gateway import DEFAULT_HEADER_PREFIX, HeaderNames
 from sessionvalidator_service.mint import mint_session
 from sessionvalidator_service.signature import Signer
 from tests.gateways.conftest import SIGNER, USER, Stack
 from tests.gateways.support import GATEWAYS, Gateway, Response, request
 
-SESSION_HEADERS = ("x-session-user-id", "x-session-username", "x-session-email", "x-session-roles", "x-session-sid-tag")
+# The defaults' names (pinned by tests/unit/test_gateway_decisions.py).
+SESSION_HEADERS = HeaderNames.with_prefix(DEFAULT_HEADER_PREFIX).all
 
 
 def protected() -> str:
@@ -49,6 +51,26 @@ def test_a_valid_cookie_reaches_the_upstream_with_the_user_headers(gateway: Gate
     # The session id travels only inside the client's own cookie, never in a header of ours.
     assert not any(session.session_id in v for k, values in echoed.items() if k != "cookie" for v in values)
     assert len(stack.upstream.calls_to(path)) == 1
+
+
+def test_the_upstream_gets_a_verifiable_token_and_never_a_clients(gateway: Gateway, stack: Stack) -> None:
+    forged = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiJ9."  # alg none, sub admin
+    cookie, session = stack.valid()
+    sent = [("X-Session-Token", forged), ("x-session-token", forged), ("Cookie", cookie)]
+    echoed = upstream_headers(request(gateway.port, protected(), sent))
+    (token,) = echoed["x-session-token"]
+    assert token != forged
+    claims = stack.verify_token(token)
+    assert claims["sub"] == "u-7"
+    assert claims["preferred_username"] == "ann"
+    assert claims["sid_tag"] == echoed["x-session-sid-tag"][0]
+    assert session.session_id not in token
+    # Refused without a session; on a public path the client's copy is stripped.
+    path = protected()
+    assert request(gateway.port, path, sent[:2]).status == 401
+    assert stack.upstream.calls_to(path) == []
+    echoed = upstream_headers(request(gateway.port, "/public/token", sent))
+    assert "x-session-token" not in echoed
 
 
 def denied_cookies(stack: Stack) -> dict[str, list[tuple[str, str]]]:

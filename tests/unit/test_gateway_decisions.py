@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jwt
 import pytest
 
 from sessionvalidator_service.config import ConfigError, Settings
@@ -12,6 +14,7 @@ from sessionvalidator_service.errors import failure_for, malformed_request, rate
 from sessionvalidator_service.gateway import GatewayPolicy, HeaderNames, decide, failed
 from sessionvalidator_service.profile import Profile
 from sessionvalidator_service.stores import StoreTimeoutError, StoreUnavailableError
+from sessionvalidator_service.tokens import TokenConfig, TokenIssuer, load_keys, new_private_key_pem
 from sessionvalidator_service.validator import Outcome, OverloadedError
 
 BASE = {"SESSIONVALIDATOR_SECRETS": "a-secret-that-is-long-enough-000000"}
@@ -42,6 +45,7 @@ def test_defaults_keep_forward_auth_off_and_deny_anonymous_sessions() -> None:
         "x-session-email",
         "x-session-roles",
         "x-session-sid-tag",
+        "x-session-token",
     )
 
 
@@ -95,8 +99,31 @@ def test_a_user_gets_every_header_name_and_never_the_session_id() -> None:
         "x-session-email": "",
         "x-session-roles": "admin,a%2Cb",
         "x-session-sid-tag": "t5",
+        "x-session-token": "",
     }
     assert "sid-1" not in str(decision)
+
+
+@pytest.mark.parametrize("gateway", [True, False])
+def test_the_token_header_carries_a_token_only_when_configured_for_gateways(tmp_path: Path, gateway: bool) -> None:
+    key = tmp_path / "k.pem"
+    key.write_bytes(new_private_key_pem("ES256"))
+    config = TokenConfig(str(key), "https://sv.test", "svc", gateway=gateway)
+    tokens = TokenIssuer(config, load_keys(config))
+    profile = Profile(id="7", username="ann")
+    decision = decide(outcome(Reason.SESSION_ACTIVE, profile=profile), GatewayPolicy(), tag, tokens)
+    token = dict(decision.headers)["x-session-token"]
+    if not gateway:
+        assert token == ""
+        return
+    jwks = jwt.PyJWKSet.from_json(tokens.keys.jwks.decode())
+    claims = jwt.decode(
+        token, jwks[tokens.keys.current.kid], algorithms=["ES256"], audience="svc", issuer="https://sv.test"
+    )
+    assert (claims["sub"], claims["preferred_username"], claims["sid_tag"]) == ("7", "ann", "t5")
+    # An anonymous session allowed through gets no token.
+    anonymous = decide(outcome(Reason.SESSION_ACTIVE, user=False), GatewayPolicy(allow_anonymous=True), tag, tokens)
+    assert dict(anonymous.headers)["x-session-token"] == ""
 
 
 def test_a_user_without_a_profile_still_has_its_id() -> None:

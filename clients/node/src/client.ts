@@ -79,6 +79,12 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
   /** Request metadata to send. */
   metadata?: Metadata | undefined;
+  /**
+   * Ask for a session token (`result.token`): a short-lived JWT for calling other services on the
+   * user's behalf, issued for a valid session of a logged-in user when the service has a signing key.
+   * Verify it with `createTokenVerifier`.
+   */
+  issueToken?: boolean | undefined;
 }
 
 /** The validator's answer on one credential. */
@@ -101,6 +107,8 @@ export interface ValidationResult {
   readonly secretIndex: number | undefined;
   /** The cookie name the validator looked for. */
   readonly cookieName: string;
+  /** The session token asked for with `issueToken`, or "". Valid until its `exp`, even after a logout. */
+  readonly token: string;
 }
 
 /**
@@ -205,6 +213,7 @@ function toResult(response: ValidateSessionResponse): ValidationResult {
     expireTime: response.expireTime,
     secretIndex: response.secretIndex,
     cookieName: response.cookieName,
+    token: response.token,
   };
 }
 
@@ -248,12 +257,14 @@ export class SessionValidatorClient {
     } else {
       bytes = Buffer.isBuffer(header) ? header : Buffer.from(header.buffer, header.byteOffset, header.byteLength);
     }
-    return this.validate({ credential: { $case: "cookieHeader", cookieHeader: bytes } }, options);
+    const issueToken = options?.issueToken ?? false;
+    return this.validate({ credential: { $case: "cookieHeader", cookieHeader: bytes }, issueToken }, options);
   }
 
   /** Validate a bare cookie value such as `s%3A<sid>.<signature>` or `s:<sid>.<signature>`. */
   validateSignedValue(value: string, options?: CallOptions): Promise<ValidationResult> {
-    return this.validate({ credential: { $case: "signedValue", signedValue: value } }, options);
+    const issueToken = options?.issueToken ?? false;
+    return this.validate({ credential: { $case: "signedValue", signedValue: value }, issueToken }, options);
   }
 
   /**
@@ -263,7 +274,9 @@ export class SessionValidatorClient {
    */
   validateRequest(req: RequestLike, options?: CallOptions): Promise<ValidationResult> {
     const cookie = req.headers.cookie;
-    return cookie === undefined ? this.validate({}, options) : this.validateCookieHeader(cookie, options);
+    return cookie === undefined
+      ? this.validate({ issueToken: options?.issueToken ?? false }, options)
+      : this.validateCookieHeader(cookie, options);
   }
 
   /** Send a raw ValidateSession request. */
@@ -330,7 +343,7 @@ export class SessionValidatorClient {
         return Promise.reject(new TypeError("cookie header has characters above U+00FF, which no header bytes decode to; pass the raw bytes"));
       }
       const bytes = typeof header === "string" ? Buffer.from(header, "latin1") : Buffer.from(header.buffer, header.byteOffset, header.byteLength);
-      requests.push({ credential: { $case: "cookieHeader", cookieHeader: bytes } });
+      requests.push({ credential: { $case: "cookieHeader", cookieHeader: bytes }, issueToken: options?.issueToken ?? false });
     }
     return this.validateBatch(requests, options);
   }

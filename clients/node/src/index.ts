@@ -49,3 +49,12 @@ export {
   verdictToJSON,
 } from "./gen/sessionvalidator/v1/session_validator_service";
 export { status } from "@grpc/grpc-js";
+export {
+  createTokenVerifier,
+  InvalidTokenError,
+  type SessionTokenClaims,
+  TOKEN_ALGORITHMS,
+  TokenKeysUnavailableError,
+  type TokenVerifier,
+  type TokenVerifierOptions,
+} from "./tokens";

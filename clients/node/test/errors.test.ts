@@ -57,6 +57,7 @@ const VALID_RESPONSE: ValidateSessionResponse = {
   sessionId: "sid",
   authenticated: false,
   cookieName: "connect.sid",
+  token: "",
 };
 
 describe("store down (live service)", () => {

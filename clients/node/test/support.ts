@@ -36,6 +36,9 @@ export const env = {
   get conformancePath(): string {
     return requireEnv("SESSIONVALIDATOR_TEST_CONFORMANCE");
   },
+  get tokensPath(): string {
+    return requireEnv("SESSIONVALIDATOR_TEST_TOKENS");
+  },
 };
 
 export interface VectorRequest {

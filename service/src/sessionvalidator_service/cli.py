@@ -1,4 +1,4 @@
-"""``sessionvalidator``: serve, mint, check and healthcheck.
+"""``sessionvalidator``: serve, mint, check, healthcheck and mint-key.
 
 Exit statuses:
 
@@ -8,6 +8,7 @@ Exit statuses:
   3 when the call fails (UNAVAILABLE, deadline, no server) or the verdict is one
   this version does not know (UNSPECIFIED, or a newer one), 2 on bad usage.
 * ``healthcheck``: 0 SERVING, 1 anything else (Docker's HEALTHCHECK contract).
+* ``mint-key``: 0, 1 when the file exists or cannot be written.
 
 ``mint``, ``check`` and ``healthcheck`` take ``--env-file FILE``: ``NAME=VALUE`` lines
 (``SESSIONVALIDATOR_*`` settings) used for the variables the environment leaves unset, so
@@ -363,6 +364,22 @@ def _healthcheck(env: Mapping[str, str], args: argparse.Namespace) -> int:
     return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _mint_key(args: argparse.Namespace) -> int:
+    """Write a new private key readable by its owner only, and print its ``kid`` (never the key)."""
+    from sessionvalidator_service.tokens import kid_of_pem, new_private_key_pem
+
+    pem = new_private_key_pem(args.alg)
+    try:
+        descriptor = os.open(args.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        print(f"sessionvalidator mint-key: cannot create {args.path!r}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    print(kid_of_pem(args.path))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionvalidator",
@@ -403,6 +420,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--address", help="host:port of the service (default: from SESSIONVALIDATOR_LISTEN)")
     check.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds (default 2)")
 
+    key = sub.add_parser("mint-key", help="create a session-token signing key (PEM, mode 0600) and print its kid")
+    key.add_argument("path", help="where to write the private key; an existing file is never overwritten")
+    key.add_argument("--alg", choices=("EdDSA", "ES256", "RS256"), default="EdDSA", help="algorithm (default EdDSA)")
+
     hc = sub.add_parser("healthcheck", parents=[settings_file], help="grpc.health.v1 Check; exit 0 when SERVING")
     hc.add_argument("--address", help="host:port of the service (default: from SESSIONVALIDATOR_LISTEN)")
     hc.add_argument(
@@ -426,6 +447,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     if args.command == "serve":
         return _serve(env)
+    if args.command == "mint-key":
+        return _mint_key(args)
     try:
         env = with_env_file(env, args.env_file)
     except ValueError as exc:

@@ -22,6 +22,7 @@ from sessionvalidator_service.ratelimit import RateLimit
 from sessionvalidator_service.serverkind import KINDS
 from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
+from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "HttpLimits", "Settings", "redact_url"]
@@ -282,6 +283,36 @@ def _gateway(env: Mapping[str, str]) -> GatewayPolicy:
     )
 
 
+def _tokens(env: Mapping[str, str], attributes: AttributePolicy) -> TokenConfig | None:
+    """``SESSIONVALIDATOR_JWT_*``: off unless a signing key file is named; the files must load."""
+    key_file = env.get(PREFIX + "JWT_KEY_FILE") or None
+    retired = tuple(p.strip() for p in (env.get(PREFIX + "JWT_RETIRED_KEY_FILES") or "").split(",") if p.strip())
+    if key_file is None:
+        for name in ("JWT_RETIRED_KEY_FILES", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_LIFETIME_S", "JWT_GATEWAY"):
+            if env.get(PREFIX + name):
+                raise ConfigError(name, "tokens need a signing key: set SESSIONVALIDATOR_JWT_KEY_FILE too")
+        return None
+    issuer = (env.get(PREFIX + "JWT_ISSUER") or "").strip()
+    audience = (env.get(PREFIX + "JWT_AUDIENCE") or "").strip()
+    for name, value in (("JWT_ISSUER", issuer), ("JWT_AUDIENCE", audience)):
+        if not value:
+            raise ConfigError(name, "required with SESSIONVALIDATOR_JWT_KEY_FILE (verifiers check it)")
+    config = TokenConfig(
+        key_file=key_file,
+        issuer=issuer,
+        audience=audience,
+        retired_key_files=retired,
+        lifetime_s=_whole(env, "JWT_LIFETIME_S", DEFAULT_LIFETIME_S, 10, 86_400),
+        gateway=_truthy(env, "JWT_GATEWAY"),
+        attributes=bool(attributes.allow),
+    )
+    try:
+        load_keys(config)
+    except TokenError as exc:
+        raise ConfigError("JWT_KEY_FILE", str(exc)) from None
+    return config
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The service's whole configuration, validated."""
@@ -316,6 +347,8 @@ class Settings:
     max_concurrent_streams: int = 256
     # Sessions kept in memory while Redis reports every change to them (client-side tracking); 0: off.
     session_cache: int = 10_000
+    # Session tokens (tokens.py); None: off.
+    tokens: TokenConfig | None = None
 
     def __repr__(self) -> str:
         # Every field, derived so it cannot drift; never a secret or a password.
@@ -366,6 +399,7 @@ class Settings:
         if workers > 1 and listen.rpartition(":")[2] == "0":
             raise ConfigError("WORKERS", "several workers share one port: set SESSIONVALIDATOR_LISTEN to a fixed port")
         http_listen = _listen(env, "HTTP_LISTEN", default=None)
+        attribute_policy = _attribute_policy(env)
         if workers > 1 and http_listen is not None and http_listen.rpartition(":")[2] == "0":
             raise ConfigError("HTTP_LISTEN", "several workers share one port: set a fixed port")
         return cls(
@@ -377,7 +411,7 @@ class Settings:
             max_in_flight=_whole(env, "MAX_IN_FLIGHT", 4096, 0, 1_000_000),
             max_concurrent_streams=_whole(env, "MAX_CONCURRENT_STREAMS", 256, 0, 65_535),
             session_cache=_whole(env, "SESSION_CACHE", 10_000, 0, 10_000_000),
-            attribute_policy=_attribute_policy(env),
+            attribute_policy=attribute_policy,
             cookie_name=cookie_name,
             key_prefix=env.get(PREFIX + "KEY_PREFIX", "sess:"),
             listen=listen,
@@ -398,4 +432,5 @@ class Settings:
             server=_server(env),
             http_listen=http_listen,
             gateway=_gateway(env),
+            tokens=_tokens(env, attribute_policy),
         )

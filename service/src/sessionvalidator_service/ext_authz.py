@@ -35,6 +35,7 @@ from sessionvalidator_service.errors import FailureReporter, malformed_request, 
 from sessionvalidator_service.gateway import Decision, GatewayPolicy, decide, failed, join_cookie_headers
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import Identity, identity_of
+from sessionvalidator_service.tokens import TokenIssuer
 from sessionvalidator_service.validator import Validator
 
 __all__ = ["SERVICE_NAME", "AuthorizationServicer", "add_to_server", "cookie_header_of"]
@@ -84,8 +85,10 @@ class AuthorizationServicer:
         policy: GatewayPolicy,
         peer_header: str | None = None,
         identify: bool = True,
+        tokens: TokenIssuer | None = None,
     ) -> None:
         self._validator = validator
+        self._tokens = tokens
         self._metrics = metrics
         self._reporter = FailureReporter(metrics)
         self._policy = policy
@@ -158,7 +161,7 @@ class AuthorizationServicer:
             if outcome.reason is None:
                 failure = rate_limited(outcome.retry_after_s or 0.0, outcome.scope)
                 return self._response(failed(failure, self._policy), request)
-            return self._response(decide(outcome, self._policy, self._validator.hasher), request)
+            return self._response(decide(outcome, self._policy, self._validator.hasher, self._tokens), request)
 
 
 def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:

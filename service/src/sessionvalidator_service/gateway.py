@@ -10,7 +10,7 @@ the same bodies, the verdict and reason only when the operator opts in
 
 | outcome | status | body | upstream gets |
 |---|---|---|---|
-| VALID, Passport user | 200 | — | the user headers (client copies removed) |
+| VALID, Passport user | 200 | — | the user headers, and the session token when configured (client copies removed) |
 | VALID, no user (anonymous) | 401, or 200 if allowed | ``{"error":"unauthorized"}`` | no user headers |
 | any other verdict | 401 | ``{"error":"unauthorized"}`` | — |
 | store outage or timeout, overload | 503, ``retry-after`` (never 401) | ``{"error":"unavailable"}`` | — |
@@ -45,6 +45,7 @@ import orjson
 
 from sessionvalidator_service.domain import Reason, Verdict
 from sessionvalidator_service.errors import Failure
+from sessionvalidator_service.tokens import TokenIssuer
 from sessionvalidator_service.validator import Outcome
 
 __all__ = [
@@ -87,17 +88,18 @@ class HeaderNames:
     email: str
     roles: str
     sid_tag: str
+    token: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> HeaderNames:
-        """``x-session-user-id``, ``-username``, ``-email``, ``-roles`` and ``-sid-tag`` for prefix ``x-session-``."""
+        """``x-session-user-id``, ``-username``, ``-email``, ``-roles``, ``-sid-tag``, ``-token`` for ``x-session-``."""
         prefix = prefix.lower()
-        return cls(prefix + "user-id", prefix + "username", prefix + "email", prefix + "roles", prefix + "sid-tag")
+        return cls(*(prefix + name for name in ("user-id", "username", "email", "roles", "sid-tag", "token")))
 
     @property
     def all(self) -> tuple[str, ...]:
         """Every name, in a fixed order: what gateways strip from client requests."""
-        return (self.user_id, self.username, self.email, self.roles, self.sid_tag)
+        return (self.user_id, self.username, self.email, self.roles, self.sid_tag, self.token)
 
     @property
     def prefix(self) -> str:
@@ -158,8 +160,14 @@ _DENIALS = {
 }
 
 
-def decide(outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str]) -> Decision:
-    """Decide for a judged credential (``outcome.reason`` is set; ``tag`` hashes a session id)."""
+def decide(
+    outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str], tokens: TokenIssuer | None = None
+) -> Decision:
+    """Decide for a judged credential (``outcome.reason`` is set; ``tag`` hashes a session id).
+
+    With ``tokens`` configured for the gateways (``SESSIONVALIDATOR_JWT_GATEWAY``), an allow for a
+    Passport user carries the session token in ``<prefix>token``; otherwise that header is empty.
+    """
     reason = outcome.reason
     assert reason is not None  # noqa: S101 - callers turn a refused credential into a failure first
     if reason.verdict is not Verdict.VALID:
@@ -176,6 +184,10 @@ def decide(outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str]) -
         if profile is None
         else (profile.id, profile.username, profile.email, ",".join(header_value(role) for role in profile.roles))
     )
+    session_id = outcome.credential.session_id or ""
+    token = ""
+    if tokens is not None and tokens.config.gateway and profile is not None:
+        token = tokens.token(session_id, profile, outcome.expire_time, tag) or ""
     return Decision(
         "allow",
         200,
@@ -184,7 +196,8 @@ def decide(outcome: Outcome, policy: GatewayPolicy, tag: Callable[[str], str]) -
             (names.username, header_value(fields[1])),
             (names.email, header_value(fields[2])),
             (names.roles, fields[3]),
-            (names.sid_tag, tag(outcome.credential.session_id or "")),
+            (names.sid_tag, tag(session_id)),
+            (names.token, token),
         ),
         b"",
         "VALID",

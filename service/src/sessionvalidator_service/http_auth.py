@@ -7,7 +7,8 @@ path below it (Envoy's HTTP ext_authz appends the original path to its
 :mod:`.gateway` decides: 200 with the user headers, 401 without a valid
 session, 503 when the store cannot answer (429 when one client sends too
 many bad cookies, 500 for a bug). ``GET /healthz`` answers 200 while the
-store answers (readiness) and 503 otherwise. Anything else is 404.
+store answers (readiness) and 503 otherwise. ``GET /.well-known/jwks.json``
+answers the session tokens' public keys (an empty set while tokens are off). Anything else is 404.
 
 The Cookie header is read byte-exact from the raw request (latin-1, as Node
 reads it); several Cookie headers are joined with ``; ``.
@@ -49,14 +50,17 @@ from sessionvalidator_service.gateway import Decision, GatewayPolicy, decide, fa
 from sessionvalidator_service.logs import LogBudget
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import Identity, identity_of
+from sessionvalidator_service.tokens import NO_KEYS, TokenIssuer
 from sessionvalidator_service.validator import OverloadedError, Validator
 
-__all__ = ["AUTH_PATH", "HEALTH_PATH", "HttpAuthServer"]
+__all__ = ["AUTH_PATH", "HEALTH_PATH", "JWKS_PATH", "HttpAuthServer"]
 
 log = logging.getLogger("sessionvalidator.http")
 
 AUTH_PATH = "/auth"
 HEALTH_PATH = "/healthz"
+# The JWKS of the session tokens (tokens.py), where verifiers look for it; 404 while tokens are off.
+JWKS_PATH = "/.well-known/jwks.json"
 # Node refuses more than 16 KiB of headers; keep room so the validator, not the parser, answers (TOO_LARGE).
 _MAX_FIELD = 64 * 1024
 
@@ -160,7 +164,9 @@ class HttpAuthServer:
         peer_header: str | None = None,
         identify: bool = True,
         limits: HttpLimits | None = None,
+        tokens: TokenIssuer | None = None,
     ) -> None:
+        self._tokens = tokens
         self.limits = limits or HttpLimits()
         self.open_connections = 0
         self.stopping = False
@@ -254,12 +260,27 @@ class HttpAuthServer:
         if path == AUTH_PATH or path.startswith(AUTH_PATH + "/"):
             with self._metrics.timed("ForwardAuth"):
                 return await self._check(request)
+        if path == JWKS_PATH and request.method in {"GET", "HEAD"}:
+            return self._jwks()
         if path == HEALTH_PATH and request.method in {"GET", "HEAD"}:
             ready = self._ready()
             return web.Response(
                 status=200 if ready else 503, text="ok" if ready else "store unavailable", headers=_SERVER
             )
         return web.Response(status=404, headers=_SERVER)
+
+    def _jwks(self) -> web.Response:
+        """Return the public keys that verify session tokens (none while tokens are off).
+
+        Verifiers may cache them for a token's lifetime at most (see the README's key rotation).
+        """
+        tokens = self._tokens
+        body, cache = NO_KEYS, "no-store"
+        if tokens is not None:
+            body, cache = tokens.keys.jwks, f"public, max-age={tokens.config.jwks_max_age_s}"
+        return web.Response(
+            body=body, headers={**_SERVER, "content-type": "application/jwk-set+json", "cache-control": cache}
+        )
 
     async def _check(self, request: web_request.BaseRequest) -> web.Response:
         cookies = [value for name, value in request.raw_headers if name.lower() == b"cookie"]
@@ -270,4 +291,4 @@ class HttpAuthServer:
             return self._response(failed(self._reporter.failure(exc), self._policy))
         if outcome.reason is None:
             return self._response(failed(rate_limited(outcome.retry_after_s or 0.0, outcome.scope), self._policy))
-        return self._response(decide(outcome, self._policy, self._validator.hasher))
+        return self._response(decide(outcome, self._policy, self._validator.hasher, self._tokens))

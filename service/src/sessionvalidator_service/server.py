@@ -25,6 +25,7 @@ from sessionvalidator_service.servicer import SessionValidatorServicer, serializ
 from sessionvalidator_service.stores import SessionStore, StoreError, open_store
 from sessionvalidator_service.stores.coalesce import CoalescingStore
 from sessionvalidator_service.tls import server_credentials
+from sessionvalidator_service.tokens import TokenError, TokenIssuer, load_keys
 from sessionvalidator_service.validator import Validator
 from sessionvalidator_service.wire import read_batch_request, read_request
 
@@ -154,6 +155,11 @@ def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -
             request_deserializer=read_batch_request,
             response_serializer=pb.ValidateSessionsResponse.SerializeToString,
         ),
+        "GetJwks": grpc.unary_unary_rpc_method_handler(
+            servicer.GetJwks,
+            request_deserializer=pb.GetJwksRequest.FromString,
+            response_serializer=pb.GetJwksResponse.SerializeToString,
+        ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(READINESS_SERVICE, handlers),))
     server.add_registered_method_handlers(READINESS_SERVICE, handlers)  # type: ignore[attr-defined]  # stubs predate it
@@ -184,6 +190,7 @@ class Service:
         monitor_task: asyncio.Task[None],
         loop_lag: LoopLag,
         http: HttpAuthServer | None = None,
+        tokens: TokenIssuer | None = None,
     ) -> None:
         self.metrics = metrics
         self.settings = settings
@@ -195,6 +202,7 @@ class Service:
         self._monitor = monitor
         self._monitor_task = monitor_task
         self.http = http
+        self.tokens = tokens
         self._loop_lag = loop_lag
 
     @classmethod
@@ -230,8 +238,10 @@ class Service:
             store_timeout_s=settings.store_timeout_s,
             **({"clock": clock} if clock is not None else {}),
         )
+        tokens = TokenIssuer(settings.tokens, load_keys(settings.tokens)) if settings.tokens is not None else None
         servicer = SessionValidatorServicer(
             validator,
+            tokens=tokens,
             metrics=metrics,
             peer_header=settings.rate_limit_peer_header,
             retry_pushback=kind.retry_pushback,
@@ -242,7 +252,12 @@ class Service:
         peer_header, identify = settings.rate_limit_peer_header, settings.rate_limit is not None
         ext_authz.add_to_server(
             ext_authz.AuthorizationServicer(
-                validator, metrics=metrics, policy=settings.gateway, peer_header=peer_header, identify=identify
+                validator,
+                metrics=metrics,
+                policy=settings.gateway,
+                peer_header=peer_header,
+                identify=identify,
+                tokens=tokens,
             ),
             server,
         )
@@ -284,6 +299,7 @@ class Service:
                 peer_header=peer_header,
                 identify=identify,
                 limits=settings.http_limits,
+                tokens=tokens,
             )
             try:
                 await http.start(settings.http_listen, reuse_port=reuse_port)
@@ -309,6 +325,7 @@ class Service:
                 "pid": os.getpid(),
                 "tls": "off" if settings.tls is None else ("mutual" if settings.tls.client_ca else "on"),
                 "http_port": http.port if http is not None else None,
+                "token_kid": tokens.keys.current.kid if tokens is not None else None,
             },
         )
         return cls(
@@ -323,19 +340,30 @@ class Service:
             monitor_task=task,
             loop_lag=loop_lag,
             http=http,
+            tokens=tokens,
         )
 
     def reload_secrets(self, env: Mapping[str, str]) -> bool:
-        """Re-read the secrets (SIGHUP); on any problem keep the current ones."""
+        """Re-read the secrets and the token keys (SIGHUP); on any problem keep the current ones.
+
+        Turning tokens on or off, or changing their issuer, audience or lifetime, needs a restart.
+        """
         try:
             fresh = Settings.from_env(env)
-        except ConfigError as exc:
+            keys = load_keys(fresh.tokens) if self.tokens is not None and fresh.tokens is not None else None
+        except (ConfigError, TokenError) as exc:
             log.error(  # noqa: TRY400 - a configuration mistake, not a bug: no traceback
                 "secrets not reloaded; the current ones stay in use",
                 extra={"event": "secrets_reload_failed", "error": str(exc)},
             )
             self.metrics.secrets_reloaded(ok=False)
             return False
+        if self.tokens is not None and keys is not None:
+            self.tokens.use_keys(keys)
+            log.info(
+                "token keys reloaded",
+                extra={"event": "token_keys_reloaded", "kid": keys.current.kid, "retired": len(keys.retired)},
+            )
         self.validator.use_secrets(fresh.secrets)
         self.metrics.secrets_reloaded(ok=True)
         log.info("secrets reloaded", extra={"event": "secrets_reloaded", "secrets": len(fresh.secrets)})

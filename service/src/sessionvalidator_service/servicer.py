@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any, NoReturn
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
@@ -31,6 +31,7 @@ from sessionvalidator_service.errors import (
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.profile import Profile
 from sessionvalidator_service.ratelimit import Identity, identity_of
+from sessionvalidator_service.tokens import NO_KEYS, TokenIssuer
 from sessionvalidator_service.validator import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
@@ -64,6 +65,7 @@ _CACHED_PROFILES = 4096
 # Encoded responses kept (their parts around expire_time) for this many sessions, then afresh.
 _CACHED_ENCODINGS = 8192
 _EXPIRE_TIME_TAG = b"\x32"  # ValidateSessionResponse.expire_time: field 6, length-delimited
+_TOKEN_TAG = b"\x52"  # ValidateSessionResponse.token: field 10, length-delimited (the last field: appended)
 
 
 def serialize_response(response: pb.ValidateSessionResponse | bytes) -> bytes:
@@ -158,8 +160,10 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
         peer_header: str | None = None,
         retry_pushback: bool = True,
         identify: bool = True,
+        tokens: TokenIssuer | None = None,
     ) -> None:
         self._validator = validator
+        self._tokens = tokens
         self._metrics = metrics
         self._reporter = FailureReporter(metrics)
         self._peer_header = peer_header
@@ -247,6 +251,16 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
             return parts[0] + parts[1]
         return parts[0] + _expire_time_field(outcome.expire_time) + parts[1]
 
+    def _token(self, outcome: Outcome) -> str | None:
+        """Return the session token for a VALID session of a Passport user, when tokens are configured."""
+        tokens = self._tokens
+        reason = outcome.reason
+        session_id = outcome.credential.session_id
+        profile = outcome.profile
+        if tokens is None or reason is None or reason.verdict is not Verdict.VALID or profile is None or not session_id:
+            return None
+        return tokens.token(session_id, profile, outcome.expire_time, self._validator.hasher)
+
     def _user_message(self, profile: Profile) -> pb.UserProfile:
         """Return the UserProfile of ``profile``, built once per profile the validator keeps (see Validator._parsed)."""
         cached = self._profiles.get(id(profile))
@@ -282,7 +296,13 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
                 await self._fail(context, self._reporter.failure(exc))
             if outcome.reason is None:
                 await self._fail(context, rate_limited(outcome.retry_after_s or 0.0, outcome.scope))
-            return self._encoded(outcome)
+            encoded = self._encoded(outcome)
+            token = self._token(outcome) if request.issue_token else None
+            if not token:
+                return encoded
+            data = serialize_response(encoded)
+            raw = token.encode("ascii")
+            return data + _TOKEN_TAG + _varint(len(raw)) + raw
         finally:
             self._metrics.observe_single(perf_counter() - started)
 
@@ -306,4 +326,23 @@ class SessionValidatorServicer(pb_grpc.SessionValidatorServicer):
                 outcomes = await self._validator.validate_many(inputs, self._identity(context))
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status (errors.py)
                 await self._fail(context, self._reporter.failure(exc))
-            return pb.ValidateSessionsResponse(responses=[self._response(outcome) for outcome in outcomes])
+            responses = [self._response(outcome) for outcome in outcomes]
+            for item, outcome, response in zip(items, outcomes, responses, strict=True):
+                token = self._token(outcome) if item.issue_token else None
+                if token:
+                    # _response may hand out a shared message (_fixed) only for outcomes without a session.
+                    response.token = token
+            return pb.ValidateSessionsResponse(responses=responses)
+
+    async def GetJwks(  # noqa: N802 - gRPC method name
+        self,
+        request: pb.GetJwksRequest,  # noqa: ARG002 - part of the signature
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 - part of the signature
+    ) -> pb.GetJwksResponse:
+        """Return the session tokens' public keys (an empty set while tokens are off)."""
+        tokens = self._tokens
+        if tokens is None:
+            return pb.GetJwksResponse(jwks=NO_KEYS.decode("ascii"))
+        return pb.GetJwksResponse(
+            jwks=tokens.keys.jwks.decode("ascii"), max_age=duration_pb2.Duration(seconds=tokens.config.jwks_max_age_s)
+        )

@@ -28,10 +28,14 @@ def _twins() -> tuple[type[Message], type[Message]]:
     )
     request = file.message_type.add(name="Request")
     request.oneof_decl.add(name="credential")
-    for field in pb.ValidateSessionRequest.DESCRIPTOR.fields:
+    for field in pb.ValidateSessionRequest.DESCRIPTOR.oneofs_by_name["credential"].fields:
         request.field.add(
             name=field.name, number=field.number, type=_FIELD.TYPE_BYTES, label=_FIELD.LABEL_OPTIONAL, oneof_index=0
         )
+    issue_token = pb.ValidateSessionRequest.DESCRIPTOR.fields_by_name["issue_token"]
+    request.field.add(
+        name=issue_token.name, number=issue_token.number, type=_FIELD.TYPE_BOOL, label=_FIELD.LABEL_OPTIONAL
+    )
     batch = file.message_type.add(name="Batch")
     batch.field.add(
         name="requests",
@@ -53,18 +57,19 @@ _Request, _Batch = _twins()
 
 def _from_twin(twin: Message) -> pb.ValidateSessionRequest:
     kind = twin.WhichOneof("credential")
+    issue_token: bool = twin.issue_token  # type: ignore[attr-defined]
     if kind is None:
-        return pb.ValidateSessionRequest()
+        return pb.ValidateSessionRequest(issue_token=issue_token)
     raw: bytes = getattr(twin, kind)
     if kind == "cookie_header":
-        return pb.ValidateSessionRequest(cookie_header=raw)
+        return pb.ValidateSessionRequest(cookie_header=raw, issue_token=issue_token)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
     if kind == "cookie_header_text":
-        return pb.ValidateSessionRequest(cookie_header_text=text)
-    return pb.ValidateSessionRequest(signed_value=text)
+        return pb.ValidateSessionRequest(cookie_header_text=text, issue_token=issue_token)
+    return pb.ValidateSessionRequest(signed_value=text, issue_token=issue_token)
 
 
 def read_request(data: bytes) -> pb.ValidateSessionRequest | None:

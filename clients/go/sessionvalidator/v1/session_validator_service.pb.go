@@ -294,7 +294,13 @@ type ValidateSessionRequest struct {
 	//	*ValidateSessionRequest_CookieHeader
 	//	*ValidateSessionRequest_CookieHeaderText
 	//	*ValidateSessionRequest_SignedValue
-	Credential    isValidateSessionRequest_Credential `protobuf_oneof:"credential"`
+	Credential isValidateSessionRequest_Credential `protobuf_oneof:"credential"`
+	// Ask for a session token: a short-lived JWT signed by the service, for
+	// calling other services on the user's behalf without handing them the
+	// cookie. Sent in `token` only for VALID sessions of a Passport user, and
+	// only when the service is configured with a signing key
+	// (SESSIONVALIDATOR_JWT_KEY_FILE); otherwise ignored.
+	IssueToken    bool `protobuf:"varint,4,opt,name=issue_token,json=issueToken,proto3" json:"issue_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -363,6 +369,13 @@ func (x *ValidateSessionRequest) GetSignedValue() string {
 	return ""
 }
 
+func (x *ValidateSessionRequest) GetIssueToken() bool {
+	if x != nil {
+		return x.IssueToken
+	}
+	return false
+}
+
 type isValidateSessionRequest_Credential interface {
 	isValidateSessionRequest_Credential()
 }
@@ -427,7 +440,11 @@ type ValidateSessionResponse struct {
 	// Set only inside a ValidateSessionsResponse, for a credential that got no
 	// verdict because it alone was refused; `verdict` is then
 	// VERDICT_UNSPECIFIED, which older clients already treat as "not valid".
-	Error         *ItemError `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	Error *ItemError `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// The session token asked for with `issue_token` (a compact JWS), or empty.
+	// Verify it with the keys of GetJwks or `/.well-known/jwks.json`; it stays
+	// valid until its `exp` even if the session ends sooner (logout).
+	Token         string `protobuf:"bytes,10,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +542,107 @@ func (x *ValidateSessionResponse) GetError() *ItemError {
 	return nil
 }
 
+func (x *ValidateSessionResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// GetJwksRequest asks for the session tokens' public keys.
+type GetJwksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJwksRequest) Reset() {
+	*x = GetJwksRequest{}
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJwksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJwksRequest) ProtoMessage() {}
+
+func (x *GetJwksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJwksRequest.ProtoReflect.Descriptor instead.
+func (*GetJwksRequest) Descriptor() ([]byte, []int) {
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
+}
+
+// GetJwksResponse carries the session tokens' public keys.
+type GetJwksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A JSON Web Key Set (RFC 7517) as JSON text, `{"keys": [...]}`: the
+	// signing key first, then retired keys whose tokens may still be live.
+	Jwks string `protobuf:"bytes,1,opt,name=jwks,proto3" json:"jwks,omitempty"`
+	// How long the set may be cached; fetch it again sooner when a token names
+	// a `kid` the cached set lacks.
+	MaxAge        *durationpb.Duration `protobuf:"bytes,2,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJwksResponse) Reset() {
+	*x = GetJwksResponse{}
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJwksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJwksResponse) ProtoMessage() {}
+
+func (x *GetJwksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJwksResponse.ProtoReflect.Descriptor instead.
+func (*GetJwksResponse) Descriptor() ([]byte, []int) {
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetJwksResponse) GetJwks() string {
+	if x != nil {
+		return x.Jwks
+	}
+	return ""
+}
+
+func (x *GetJwksResponse) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
 // ItemError is why one credential of a batch got no verdict: the status the
 // same credential would have failed with in its own ValidateSession call.
 type ItemError struct {
@@ -543,7 +661,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +673,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[2]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +686,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{2}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -610,7 +728,7 @@ type ValidateSessionsRequest struct {
 
 func (x *ValidateSessionsRequest) Reset() {
 	*x = ValidateSessionsRequest{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +740,7 @@ func (x *ValidateSessionsRequest) String() string {
 func (*ValidateSessionsRequest) ProtoMessage() {}
 
 func (x *ValidateSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[3]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +753,7 @@ func (x *ValidateSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ValidateSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{3}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ValidateSessionsRequest) GetRequests() []*ValidateSessionRequest {
@@ -656,7 +774,7 @@ type ValidateSessionsResponse struct {
 
 func (x *ValidateSessionsResponse) Reset() {
 	*x = ValidateSessionsResponse{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +786,7 @@ func (x *ValidateSessionsResponse) String() string {
 func (*ValidateSessionsResponse) ProtoMessage() {}
 
 func (x *ValidateSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[4]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +799,7 @@ func (x *ValidateSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ValidateSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{4}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ValidateSessionsResponse) GetResponses() []*ValidateSessionResponse {
@@ -715,7 +833,7 @@ type UserProfile struct {
 
 func (x *UserProfile) Reset() {
 	*x = UserProfile{}
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[5]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +845,7 @@ func (x *UserProfile) String() string {
 func (*UserProfile) ProtoMessage() {}
 
 func (x *UserProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[5]
+	mi := &file_sessionvalidator_v1_session_validator_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +858,7 @@ func (x *UserProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProfile.ProtoReflect.Descriptor instead.
 func (*UserProfile) Descriptor() ([]byte, []int) {
-	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{5}
+	return file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UserProfile) GetId() string {
@@ -789,13 +907,15 @@ var File_sessionvalidator_v1_session_validator_service_proto protoreflect.FileDe
 
 const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\n" +
-	"3sessionvalidator/v1/session_validator_service.proto\x12\x13sessionvalidator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
+	"3sessionvalidator/v1/session_validator_service.proto\x12\x13sessionvalidator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n" +
 	"\x16ValidateSessionRequest\x12%\n" +
 	"\rcookie_header\x18\x01 \x01(\fH\x00R\fcookieHeader\x12.\n" +
 	"\x12cookie_header_text\x18\x02 \x01(\tH\x00R\x10cookieHeaderText\x12#\n" +
-	"\fsigned_value\x18\x03 \x01(\tH\x00R\vsignedValueB\f\n" +
+	"\fsigned_value\x18\x03 \x01(\tH\x00R\vsignedValue\x12\x1f\n" +
+	"\vissue_token\x18\x04 \x01(\bR\n" +
+	"issueTokenB\f\n" +
 	"\n" +
-	"credential\"\xce\x03\n" +
+	"credential\"\xe4\x03\n" +
 	"\x17ValidateSessionResponse\x126\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x1c.sessionvalidator.v1.VerdictR\averdict\x123\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1b.sessionvalidator.v1.ReasonR\x06reason\x12\x1d\n" +
@@ -808,8 +928,14 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\fsecret_index\x18\a \x01(\rH\x00R\vsecretIndex\x88\x01\x01\x12\x1f\n" +
 	"\vcookie_name\x18\b \x01(\tR\n" +
 	"cookieName\x124\n" +
-	"\x05error\x18\t \x01(\v2\x1e.sessionvalidator.v1.ItemErrorR\x05errorB\x0f\n" +
-	"\r_secret_index\"\xaf\x01\n" +
+	"\x05error\x18\t \x01(\v2\x1e.sessionvalidator.v1.ItemErrorR\x05error\x12\x14\n" +
+	"\x05token\x18\n" +
+	" \x01(\tR\x05tokenB\x0f\n" +
+	"\r_secret_index\"\x10\n" +
+	"\x0eGetJwksRequest\"Y\n" +
+	"\x0fGetJwksResponse\x12\x12\n" +
+	"\x04jwks\x18\x01 \x01(\tR\x04jwks\x122\n" +
+	"\amax_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\"\xaf\x01\n" +
 	"\tItemError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x128\n" +
 	"\x06reason\x18\x02 \x01(\x0e2 .sessionvalidator.v1.ErrorReasonR\x06reason\x12\x18\n" +
@@ -860,10 +986,11 @@ const file_sessionvalidator_v1_session_validator_service_proto_rawDesc = "" +
 	"\x1cERROR_REASON_BATCH_TOO_LARGE\x10\x04\x12\"\n" +
 	"\x1eERROR_REASON_MALFORMED_REQUEST\x10\x05\x12\x1f\n" +
 	"\x1bERROR_REASON_INTERNAL_ERROR\x10\x06\x12\x1b\n" +
-	"\x17ERROR_REASON_OVERLOADED\x10\a2\xf1\x01\n" +
+	"\x17ERROR_REASON_OVERLOADED\x10\a2\xc7\x02\n" +
 	"\x10SessionValidator\x12l\n" +
 	"\x0fValidateSession\x12+.sessionvalidator.v1.ValidateSessionRequest\x1a,.sessionvalidator.v1.ValidateSessionResponse\x12o\n" +
-	"\x10ValidateSessions\x12,.sessionvalidator.v1.ValidateSessionsRequest\x1a-.sessionvalidator.v1.ValidateSessionsResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3"
+	"\x10ValidateSessions\x12,.sessionvalidator.v1.ValidateSessionsRequest\x1a-.sessionvalidator.v1.ValidateSessionsResponse\x12T\n" +
+	"\aGetJwks\x12#.sessionvalidator.v1.GetJwksRequest\x1a$.sessionvalidator.v1.GetJwksResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3"
 
 var (
 	file_sessionvalidator_v1_session_validator_service_proto_rawDescOnce sync.Once
@@ -878,41 +1005,46 @@ func file_sessionvalidator_v1_session_validator_service_proto_rawDescGZIP() []by
 }
 
 var file_sessionvalidator_v1_session_validator_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sessionvalidator_v1_session_validator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_sessionvalidator_v1_session_validator_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_sessionvalidator_v1_session_validator_service_proto_goTypes = []any{
 	(Verdict)(0),                     // 0: sessionvalidator.v1.Verdict
 	(Reason)(0),                      // 1: sessionvalidator.v1.Reason
 	(ErrorReason)(0),                 // 2: sessionvalidator.v1.ErrorReason
 	(*ValidateSessionRequest)(nil),   // 3: sessionvalidator.v1.ValidateSessionRequest
 	(*ValidateSessionResponse)(nil),  // 4: sessionvalidator.v1.ValidateSessionResponse
-	(*ItemError)(nil),                // 5: sessionvalidator.v1.ItemError
-	(*ValidateSessionsRequest)(nil),  // 6: sessionvalidator.v1.ValidateSessionsRequest
-	(*ValidateSessionsResponse)(nil), // 7: sessionvalidator.v1.ValidateSessionsResponse
-	(*UserProfile)(nil),              // 8: sessionvalidator.v1.UserProfile
-	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 10: google.protobuf.Duration
-	(*structpb.Struct)(nil),          // 11: google.protobuf.Struct
+	(*GetJwksRequest)(nil),           // 5: sessionvalidator.v1.GetJwksRequest
+	(*GetJwksResponse)(nil),          // 6: sessionvalidator.v1.GetJwksResponse
+	(*ItemError)(nil),                // 7: sessionvalidator.v1.ItemError
+	(*ValidateSessionsRequest)(nil),  // 8: sessionvalidator.v1.ValidateSessionsRequest
+	(*ValidateSessionsResponse)(nil), // 9: sessionvalidator.v1.ValidateSessionsResponse
+	(*UserProfile)(nil),              // 10: sessionvalidator.v1.UserProfile
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 12: google.protobuf.Duration
+	(*structpb.Struct)(nil),          // 13: google.protobuf.Struct
 }
 var file_sessionvalidator_v1_session_validator_service_proto_depIdxs = []int32{
 	0,  // 0: sessionvalidator.v1.ValidateSessionResponse.verdict:type_name -> sessionvalidator.v1.Verdict
 	1,  // 1: sessionvalidator.v1.ValidateSessionResponse.reason:type_name -> sessionvalidator.v1.Reason
-	8,  // 2: sessionvalidator.v1.ValidateSessionResponse.user:type_name -> sessionvalidator.v1.UserProfile
-	9,  // 3: sessionvalidator.v1.ValidateSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 4: sessionvalidator.v1.ValidateSessionResponse.error:type_name -> sessionvalidator.v1.ItemError
-	2,  // 5: sessionvalidator.v1.ItemError.reason:type_name -> sessionvalidator.v1.ErrorReason
-	10, // 6: sessionvalidator.v1.ItemError.retry_delay:type_name -> google.protobuf.Duration
-	3,  // 7: sessionvalidator.v1.ValidateSessionsRequest.requests:type_name -> sessionvalidator.v1.ValidateSessionRequest
-	4,  // 8: sessionvalidator.v1.ValidateSessionsResponse.responses:type_name -> sessionvalidator.v1.ValidateSessionResponse
-	11, // 9: sessionvalidator.v1.UserProfile.attributes:type_name -> google.protobuf.Struct
-	3,  // 10: sessionvalidator.v1.SessionValidator.ValidateSession:input_type -> sessionvalidator.v1.ValidateSessionRequest
-	6,  // 11: sessionvalidator.v1.SessionValidator.ValidateSessions:input_type -> sessionvalidator.v1.ValidateSessionsRequest
-	4,  // 12: sessionvalidator.v1.SessionValidator.ValidateSession:output_type -> sessionvalidator.v1.ValidateSessionResponse
-	7,  // 13: sessionvalidator.v1.SessionValidator.ValidateSessions:output_type -> sessionvalidator.v1.ValidateSessionsResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 2: sessionvalidator.v1.ValidateSessionResponse.user:type_name -> sessionvalidator.v1.UserProfile
+	11, // 3: sessionvalidator.v1.ValidateSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 4: sessionvalidator.v1.ValidateSessionResponse.error:type_name -> sessionvalidator.v1.ItemError
+	12, // 5: sessionvalidator.v1.GetJwksResponse.max_age:type_name -> google.protobuf.Duration
+	2,  // 6: sessionvalidator.v1.ItemError.reason:type_name -> sessionvalidator.v1.ErrorReason
+	12, // 7: sessionvalidator.v1.ItemError.retry_delay:type_name -> google.protobuf.Duration
+	3,  // 8: sessionvalidator.v1.ValidateSessionsRequest.requests:type_name -> sessionvalidator.v1.ValidateSessionRequest
+	4,  // 9: sessionvalidator.v1.ValidateSessionsResponse.responses:type_name -> sessionvalidator.v1.ValidateSessionResponse
+	13, // 10: sessionvalidator.v1.UserProfile.attributes:type_name -> google.protobuf.Struct
+	3,  // 11: sessionvalidator.v1.SessionValidator.ValidateSession:input_type -> sessionvalidator.v1.ValidateSessionRequest
+	8,  // 12: sessionvalidator.v1.SessionValidator.ValidateSessions:input_type -> sessionvalidator.v1.ValidateSessionsRequest
+	5,  // 13: sessionvalidator.v1.SessionValidator.GetJwks:input_type -> sessionvalidator.v1.GetJwksRequest
+	4,  // 14: sessionvalidator.v1.SessionValidator.ValidateSession:output_type -> sessionvalidator.v1.ValidateSessionResponse
+	9,  // 15: sessionvalidator.v1.SessionValidator.ValidateSessions:output_type -> sessionvalidator.v1.ValidateSessionsResponse
+	6,  // 16: sessionvalidator.v1.SessionValidator.GetJwks:output_type -> sessionvalidator.v1.GetJwksResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sessionvalidator_v1_session_validator_service_proto_init() }
@@ -932,7 +1064,7 @@ func file_sessionvalidator_v1_session_validator_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionvalidator_v1_session_validator_service_proto_rawDesc), len(file_sessionvalidator_v1_session_validator_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	SessionValidator_ValidateSession_FullMethodName  = "/sessionvalidator.v1.SessionValidator/ValidateSession"
 	SessionValidator_ValidateSessions_FullMethodName = "/sessionvalidator.v1.SessionValidator/ValidateSessions"
+	SessionValidator_GetJwks_FullMethodName          = "/sessionvalidator.v1.SessionValidator/GetJwks"
 )
 
 // SessionValidatorClient is the client API for SessionValidator service.
@@ -63,6 +64,11 @@ type SessionValidatorClient interface {
 	// credentials or more than 1 MiB of them (INVALID_ARGUMENT,
 	// BATCH_TOO_LARGE).
 	ValidateSessions(ctx context.Context, in *ValidateSessionsRequest, opts ...grpc.CallOption) (*ValidateSessionsResponse, error)
+	// GetJwks returns the public keys that verify session tokens (see
+	// ValidateSessionRequest.issue_token), for callers without HTTP access to
+	// `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+	// while the service issues no tokens.
+	GetJwks(ctx context.Context, in *GetJwksRequest, opts ...grpc.CallOption) (*GetJwksResponse, error)
 }
 
 type sessionValidatorClient struct {
@@ -87,6 +93,16 @@ func (c *sessionValidatorClient) ValidateSessions(ctx context.Context, in *Valid
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ValidateSessionsResponse)
 	err := c.cc.Invoke(ctx, SessionValidator_ValidateSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sessionValidatorClient) GetJwks(ctx context.Context, in *GetJwksRequest, opts ...grpc.CallOption) (*GetJwksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetJwksResponse)
+	err := c.cc.Invoke(ctx, SessionValidator_GetJwks_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +142,11 @@ type SessionValidatorServer interface {
 	// credentials or more than 1 MiB of them (INVALID_ARGUMENT,
 	// BATCH_TOO_LARGE).
 	ValidateSessions(context.Context, *ValidateSessionsRequest) (*ValidateSessionsResponse, error)
+	// GetJwks returns the public keys that verify session tokens (see
+	// ValidateSessionRequest.issue_token), for callers without HTTP access to
+	// `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+	// while the service issues no tokens.
+	GetJwks(context.Context, *GetJwksRequest) (*GetJwksResponse, error)
 	mustEmbedUnimplementedSessionValidatorServer()
 }
 
@@ -141,6 +162,9 @@ func (UnimplementedSessionValidatorServer) ValidateSession(context.Context, *Val
 }
 func (UnimplementedSessionValidatorServer) ValidateSessions(context.Context, *ValidateSessionsRequest) (*ValidateSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ValidateSessions not implemented")
+}
+func (UnimplementedSessionValidatorServer) GetJwks(context.Context, *GetJwksRequest) (*GetJwksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetJwks not implemented")
 }
 func (UnimplementedSessionValidatorServer) mustEmbedUnimplementedSessionValidatorServer() {}
 func (UnimplementedSessionValidatorServer) testEmbeddedByValue()                          {}
@@ -199,6 +223,24 @@ func _SessionValidator_ValidateSessions_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SessionValidator_GetJwks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJwksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionValidatorServer).GetJwks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionValidator_GetJwks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionValidatorServer).GetJwks(ctx, req.(*GetJwksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SessionValidator_ServiceDesc is the grpc.ServiceDesc for SessionValidator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -213,6 +255,10 @@ var SessionValidator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateSessions",
 			Handler:    _SessionValidator_ValidateSessions_Handler,
+		},
+		{
+			MethodName: "GetJwks",
+			Handler:    _SessionValidator_GetJwks_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

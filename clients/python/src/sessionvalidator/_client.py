@@ -127,24 +127,31 @@ class Client:
         """The default per-call deadline in seconds."""
         return self._settings.timeout
 
-    def _call(self, request: pb.ValidateSessionRequest, timeout: float | None) -> Validation:
+    def _call(self, request: pb.ValidateSessionRequest, timeout: float | None, issue_token: bool = False) -> Validation:
+        request.issue_token = issue_token
         try:
             response = self._stub.ValidateSession(request, timeout=self._settings.deadline(timeout))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         return from_response(response)
 
-    def validate_cookie_header(self, header: bytes | str | None, *, timeout: float | None = None) -> Validation:
+    def validate_cookie_header(
+        self, header: bytes | str | None, *, timeout: float | None = None, issue_token: bool = False
+    ) -> Validation:
         """Judge a Cookie header: its bytes, or its latin-1 text (``None``: there was no header)."""
-        return self._call(cookie_header_request(header), timeout)
+        return self._call(cookie_header_request(header), timeout, issue_token)
 
-    def validate_headers(self, headers: Headers, *, timeout: float | None = None) -> Validation:
+    def validate_headers(
+        self, headers: Headers, *, timeout: float | None = None, issue_token: bool = False
+    ) -> Validation:
         """Judge the Cookie headers among ``headers`` (ASGI-style ``(name, value)`` pairs)."""
-        return self._call(headers_request(headers), timeout)
+        return self._call(headers_request(headers), timeout, issue_token)
 
-    def validate_signed_value(self, value: str, *, timeout: float | None = None) -> Validation:
+    def validate_signed_value(
+        self, value: str, *, timeout: float | None = None, issue_token: bool = False
+    ) -> Validation:
         """Judge a bare cookie value, such as ``s%3A<sid>.<signature>``."""
-        return self._call(signed_value_request(value), timeout)
+        return self._call(signed_value_request(value), timeout, issue_token)
 
     def validate_batch(
         self, requests: Sequence[pb.ValidateSessionRequest], *, timeout: float | None = None
@@ -248,7 +255,10 @@ class AsyncClient:
             raise RuntimeError("this AsyncClient is bound to the event loop it was first used in; make one per loop")
         return self._stub
 
-    async def _call(self, request: pb.ValidateSessionRequest, timeout: float | None) -> Validation:
+    async def _call(
+        self, request: pb.ValidateSessionRequest, timeout: float | None, issue_token: bool = False
+    ) -> Validation:
+        request.issue_token = issue_token
         stub = self._connected()
         try:
             response = await stub.ValidateSession(request, timeout=self._settings.deadline(timeout))
@@ -256,17 +266,23 @@ class AsyncClient:
             raise from_rpc_error(exc) from exc
         return from_response(response)
 
-    async def validate_cookie_header(self, header: bytes | str | None, *, timeout: float | None = None) -> Validation:
+    async def validate_cookie_header(
+        self, header: bytes | str | None, *, timeout: float | None = None, issue_token: bool = False
+    ) -> Validation:
         """Judge a Cookie header: its bytes, or its latin-1 text (``None``: there was no header)."""
-        return await self._call(cookie_header_request(header), timeout)
+        return await self._call(cookie_header_request(header), timeout, issue_token)
 
-    async def validate_headers(self, headers: Headers, *, timeout: float | None = None) -> Validation:
+    async def validate_headers(
+        self, headers: Headers, *, timeout: float | None = None, issue_token: bool = False
+    ) -> Validation:
         """Judge the Cookie headers among ``headers`` (ASGI ``scope["headers"]``)."""
-        return await self._call(headers_request(headers), timeout)
+        return await self._call(headers_request(headers), timeout, issue_token)
 
-    async def validate_signed_value(self, value: str, *, timeout: float | None = None) -> Validation:
+    async def validate_signed_value(
+        self, value: str, *, timeout: float | None = None, issue_token: bool = False
+    ) -> Validation:
         """Judge a bare cookie value, such as ``s%3A<sid>.<signature>``."""
-        return await self._call(signed_value_request(value), timeout)
+        return await self._call(signed_value_request(value), timeout, issue_token)
 
     async def validate_batch(
         self, requests: Sequence[pb.ValidateSessionRequest], *, timeout: float | None = None

@@ -57,6 +57,9 @@ class Validation:
     secret_index: int | None = None
     #: The name of the cookie that was judged.
     cookie_name: str = ""
+    #: The session token asked for with ``issue_token=True`` (a JWT; verify it with
+    #: :class:`sessionvalidator.tokens.TokenVerifier`), or "". Valid until its ``exp``, even after a logout.
+    token: str = ""
 
     @property
     def valid(self) -> bool:
@@ -124,4 +127,5 @@ def from_response(response: pb.ValidateSessionResponse) -> Validation:
         expire_time=response.expire_time.ToDatetime(tzinfo=UTC) if response.HasField("expire_time") else None,
         secret_index=response.secret_index if response.HasField("secret_index") else None,
         cookie_name=response.cookie_name,
+        token=response.token,
     )

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3sessionvalidator/v1/session_validator_service.proto\x12\x13sessionvalidator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n\x16ValidateSessionRequest\x12\x17\n\rcookie_header\x18\x01 \x01(\x0cH\x00\x12\x1c\n\x12\x63ookie_header_text\x18\x02 \x01(\tH\x00\x12\x16\n\x0csigned_value\x18\x03 \x01(\tH\x00\x42\x0c\n\ncredential\"\xf1\x02\n\x17ValidateSessionResponse\x12-\n\x07verdict\x18\x01 \x01(\x0e\x32\x1c.sessionvalidator.v1.Verdict\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.sessionvalidator.v1.Reason\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x15\n\rauthenticated\x18\x04 \x01(\x08\x12.\n\x04user\x18\x05 \x01(\x0b\x32 .sessionvalidator.v1.UserProfile\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0csecret_index\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x13\n\x0b\x63ookie_name\x18\x08 \x01(\t\x12-\n\x05\x65rror\x18\t \x01(\x0b\x32\x1e.sessionvalidator.v1.ItemErrorB\x0f\n\r_secret_index\"\x8c\x01\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x30\n\x06reason\x18\x02 \x01(\x0e\x32 .sessionvalidator.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12.\n\x0bretry_delay\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"X\n\x17ValidateSessionsRequest\x12=\n\x08requests\x18\x01 \x03(\x0b\x32+.sessionvalidator.v1.ValidateSessionRequest\"[\n\x18ValidateSessionsResponse\x12?\n\tresponses\x18\x01 \x03(\x0b\x32,.sessionvalidator.v1.ValidateSessionResponse\"\x8c\x01\n\x0bUserProfile\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05roles\x18\x05 \x03(\t\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct*\x91\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_VALID\x10\x01\x12\x19\n\x15VERDICT_BAD_SIGNATURE\x10\x02\x12\x15\n\x11VERDICT_MALFORMED\x10\x03\x12\x13\n\x0fVERDICT_EXPIRED\x10\x04\x12\x13\n\x0fVERDICT_MISSING\x10\x05*\x81\x03\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15REASON_SESSION_ACTIVE\x10\x01\x12\x14\n\x10REASON_NO_COOKIE\x10\x02\x12\x1b\n\x17REASON_COOKIE_NOT_FOUND\x10\x03\x12\x16\n\x12REASON_EMPTY_VALUE\x10\x04\x12\x15\n\x11REASON_NOT_SIGNED\x10\x05\x12\x1b\n\x17REASON_EMPTY_SESSION_ID\x10\x06\x12\x14\n\x10REASON_TOO_LARGE\x10\x07\x12\x1d\n\x19REASON_SIGNATURE_MISMATCH\x10\x08\x12\x1c\n\x18REASON_SESSION_NOT_FOUND\x10\t\x12\x1a\n\x16REASON_SESSION_EXPIRED\x10\n\x12\x1a\n\x16REASON_CORRUPT_SESSION\x10\x0b\x12\x1c\n\x18REASON_SESSION_TOO_LARGE\x10\x0c\x12\x1c\n\x18REASON_SESSION_ENCRYPTED\x10\r*\x92\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1e\x45RROR_REASON_STORE_UNAVAILABLE\x10\x01\x12\x1e\n\x1a\x45RROR_REASON_STORE_TIMEOUT\x10\x02\x12\x1d\n\x19\x45RROR_REASON_RATE_LIMITED\x10\x03\x12 \n\x1c\x45RROR_REASON_BATCH_TOO_LARGE\x10\x04\x12\"\n\x1e\x45RROR_REASON_MALFORMED_REQUEST\x10\x05\x12\x1f\n\x1b\x45RROR_REASON_INTERNAL_ERROR\x10\x06\x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10\x07\x32\xf1\x01\n\x10SessionValidator\x12l\n\x0fValidateSession\x12+.sessionvalidator.v1.ValidateSessionRequest\x1a,.sessionvalidator.v1.ValidateSessionResponse\x12o\n\x10ValidateSessions\x12,.sessionvalidator.v1.ValidateSessionsRequest\x1a-.sessionvalidator.v1.ValidateSessionsResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3sessionvalidator/v1/session_validator_service.proto\x12\x13sessionvalidator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n\x16ValidateSessionRequest\x12\x17\n\rcookie_header\x18\x01 \x01(\x0cH\x00\x12\x1c\n\x12\x63ookie_header_text\x18\x02 \x01(\tH\x00\x12\x16\n\x0csigned_value\x18\x03 \x01(\tH\x00\x12\x13\n\x0bissue_token\x18\x04 \x01(\x08\x42\x0c\n\ncredential\"\x80\x03\n\x17ValidateSessionResponse\x12-\n\x07verdict\x18\x01 \x01(\x0e\x32\x1c.sessionvalidator.v1.Verdict\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.sessionvalidator.v1.Reason\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x15\n\rauthenticated\x18\x04 \x01(\x08\x12.\n\x04user\x18\x05 \x01(\x0b\x32 .sessionvalidator.v1.UserProfile\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0csecret_index\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x13\n\x0b\x63ookie_name\x18\x08 \x01(\t\x12-\n\x05\x65rror\x18\t \x01(\x0b\x32\x1e.sessionvalidator.v1.ItemError\x12\r\n\x05token\x18\n \x01(\tB\x0f\n\r_secret_index\"\x10\n\x0eGetJwksRequest\"K\n\x0fGetJwksResponse\x12\x0c\n\x04jwks\x18\x01 \x01(\t\x12*\n\x07max_age\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8c\x01\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x30\n\x06reason\x18\x02 \x01(\x0e\x32 .sessionvalidator.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12.\n\x0bretry_delay\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"X\n\x17ValidateSessionsRequest\x12=\n\x08requests\x18\x01 \x03(\x0b\x32+.sessionvalidator.v1.ValidateSessionRequest\"[\n\x18ValidateSessionsResponse\x12?\n\tresponses\x18\x01 \x03(\x0b\x32,.sessionvalidator.v1.ValidateSessionResponse\"\x8c\x01\n\x0bUserProfile\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05roles\x18\x05 \x03(\t\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct*\x91\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_VALID\x10\x01\x12\x19\n\x15VERDICT_BAD_SIGNATURE\x10\x02\x12\x15\n\x11VERDICT_MALFORMED\x10\x03\x12\x13\n\x0fVERDICT_EXPIRED\x10\x04\x12\x13\n\x0fVERDICT_MISSING\x10\x05*\x81\x03\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15REASON_SESSION_ACTIVE\x10\x01\x12\x14\n\x10REASON_NO_COOKIE\x10\x02\x12\x1b\n\x17REASON_COOKIE_NOT_FOUND\x10\x03\x12\x16\n\x12REASON_EMPTY_VALUE\x10\x04\x12\x15\n\x11REASON_NOT_SIGNED\x10\x05\x12\x1b\n\x17REASON_EMPTY_SESSION_ID\x10\x06\x12\x14\n\x10REASON_TOO_LARGE\x10\x07\x12\x1d\n\x19REASON_SIGNATURE_MISMATCH\x10\x08\x12\x1c\n\x18REASON_SESSION_NOT_FOUND\x10\t\x12\x1a\n\x16REASON_SESSION_EXPIRED\x10\n\x12\x1a\n\x16REASON_CORRUPT_SESSION\x10\x0b\x12\x1c\n\x18REASON_SESSION_TOO_LARGE\x10\x0c\x12\x1c\n\x18REASON_SESSION_ENCRYPTED\x10\r*\x92\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1e\x45RROR_REASON_STORE_UNAVAILABLE\x10\x01\x12\x1e\n\x1a\x45RROR_REASON_STORE_TIMEOUT\x10\x02\x12\x1d\n\x19\x45RROR_REASON_RATE_LIMITED\x10\x03\x12 \n\x1c\x45RROR_REASON_BATCH_TOO_LARGE\x10\x04\x12\"\n\x1e\x45RROR_REASON_MALFORMED_REQUEST\x10\x05\x12\x1f\n\x1b\x45RROR_REASON_INTERNAL_ERROR\x10\x06\x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10\x07\x32\xc7\x02\n\x10SessionValidator\x12l\n\x0fValidateSession\x12+.sessionvalidator.v1.ValidateSessionRequest\x1a,.sessionvalidator.v1.ValidateSessionResponse\x12o\n\x10ValidateSessions\x12,.sessionvalidator.v1.ValidateSessionsRequest\x1a-.sessionvalidator.v1.ValidateSessionsResponse\x12T\n\x07GetJwks\x12#.sessionvalidator.v1.GetJwksRequest\x1a$.sessionvalidator.v1.GetJwksResponseB`Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sessionvalidator.v1.session
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z^github.com/sessionvalidator/sessionvalidator/clients/go/sessionvalidator/v1;sessionvalidatorv1'
-  _globals['_VERDICT']._serialized_start=1132
-  _globals['_VERDICT']._serialized_end=1277
-  _globals['_REASON']._serialized_start=1280
-  _globals['_REASON']._serialized_end=1665
-  _globals['_ERRORREASON']._serialized_start=1668
-  _globals['_ERRORREASON']._serialized_end=1942
-  _globals['_VALIDATESESSIONREQUEST']._serialized_start=171
-  _globals['_VALIDATESESSIONREQUEST']._serialized_end=288
-  _globals['_VALIDATESESSIONRESPONSE']._serialized_start=291
-  _globals['_VALIDATESESSIONRESPONSE']._serialized_end=660
-  _globals['_ITEMERROR']._serialized_start=663
-  _globals['_ITEMERROR']._serialized_end=803
-  _globals['_VALIDATESESSIONSREQUEST']._serialized_start=805
-  _globals['_VALIDATESESSIONSREQUEST']._serialized_end=893
-  _globals['_VALIDATESESSIONSRESPONSE']._serialized_start=895
-  _globals['_VALIDATESESSIONSRESPONSE']._serialized_end=986
-  _globals['_USERPROFILE']._serialized_start=989
-  _globals['_USERPROFILE']._serialized_end=1129
-  _globals['_SESSIONVALIDATOR']._serialized_start=1945
-  _globals['_SESSIONVALIDATOR']._serialized_end=2186
+  _globals['_VERDICT']._serialized_start=1264
+  _globals['_VERDICT']._serialized_end=1409
+  _globals['_REASON']._serialized_start=1412
+  _globals['_REASON']._serialized_end=1797
+  _globals['_ERRORREASON']._serialized_start=1800
+  _globals['_ERRORREASON']._serialized_end=2074
+  _globals['_VALIDATESESSIONREQUEST']._serialized_start=172
+  _globals['_VALIDATESESSIONREQUEST']._serialized_end=310
+  _globals['_VALIDATESESSIONRESPONSE']._serialized_start=313
+  _globals['_VALIDATESESSIONRESPONSE']._serialized_end=697
+  _globals['_GETJWKSREQUEST']._serialized_start=699
+  _globals['_GETJWKSREQUEST']._serialized_end=715
+  _globals['_GETJWKSRESPONSE']._serialized_start=717
+  _globals['_GETJWKSRESPONSE']._serialized_end=792
+  _globals['_ITEMERROR']._serialized_start=795
+  _globals['_ITEMERROR']._serialized_end=935
+  _globals['_VALIDATESESSIONSREQUEST']._serialized_start=937
+  _globals['_VALIDATESESSIONSREQUEST']._serialized_end=1025
+  _globals['_VALIDATESESSIONSRESPONSE']._serialized_start=1027
+  _globals['_VALIDATESESSIONSRESPONSE']._serialized_end=1118
+  _globals['_USERPROFILE']._serialized_start=1121
+  _globals['_USERPROFILE']._serialized_end=1261
+  _globals['_SESSIONVALIDATOR']._serialized_start=2077
+  _globals['_SESSIONVALIDATOR']._serialized_end=2404
 # @@protoc_insertion_point(module_scope)

@@ -236,6 +236,7 @@ class ValidateSessionRequest(_message.Message):
     COOKIE_HEADER_FIELD_NUMBER: _builtins.int
     COOKIE_HEADER_TEXT_FIELD_NUMBER: _builtins.int
     SIGNED_VALUE_FIELD_NUMBER: _builtins.int
+    ISSUE_TOKEN_FIELD_NUMBER: _builtins.int
     cookie_header: _builtins.bytes
     """The Cookie request header exactly as received, as raw bytes. When the
     request carried several Cookie headers, join them with "; " in arrival
@@ -254,16 +255,24 @@ class ValidateSessionRequest(_message.Message):
     `s:<sid>.<signature>`, for callers that carry the session as a token.
     It is trimmed, unquoted and percent-decoded like a value in a header.
     """
+    issue_token: _builtins.bool
+    """Ask for a session token: a short-lived JWT signed by the service, for
+    calling other services on the user's behalf without handing them the
+    cookie. Sent in `token` only for VALID sessions of a Passport user, and
+    only when the service is configured with a signing key
+    (SESSIONVALIDATOR_JWT_KEY_FILE); otherwise ignored.
+    """
     def __init__(
         self,
         *,
         cookie_header: _builtins.bytes = ...,
         cookie_header_text: _builtins.str = ...,
         signed_value: _builtins.str = ...,
+        issue_token: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cookie_header", b"cookie_header", "cookie_header_text", b"cookie_header_text", "credential", b"credential", "signed_value", b"signed_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cookie_header", b"cookie_header", "cookie_header_text", b"cookie_header_text", "credential", b"credential", "signed_value", b"signed_value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cookie_header", b"cookie_header", "cookie_header_text", b"cookie_header_text", "credential", b"credential", "issue_token", b"issue_token", "signed_value", b"signed_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_credential: _TypeAlias = _typing.Literal["cookie_header", "cookie_header_text", "signed_value"]  # noqa: Y015
     _WhichOneofArgType_credential: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
@@ -286,6 +295,7 @@ class ValidateSessionResponse(_message.Message):
     SECRET_INDEX_FIELD_NUMBER: _builtins.int
     COOKIE_NAME_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
     verdict: Global___Verdict.ValueType
     """The outcome. Never VERDICT_UNSPECIFIED."""
     reason: Global___Reason.ValueType
@@ -307,6 +317,11 @@ class ValidateSessionResponse(_message.Message):
     """
     cookie_name: _builtins.str
     """The name of the cookie that was judged (the configured cookie name)."""
+    token: _builtins.str
+    """The session token asked for with `issue_token` (a compact JWS), or empty.
+    Verify it with the keys of GetJwks or `/.well-known/jwks.json`; it stays
+    valid until its `exp` even if the session ends sooner (logout).
+    """
     @_builtins.property
     def user(self) -> Global___UserProfile:
         """The logged-in user. Set only when `authenticated` is true."""
@@ -337,16 +352,66 @@ class ValidateSessionResponse(_message.Message):
         secret_index: _builtins.int | None = ...,
         cookie_name: _builtins.str = ...,
         error: Global___ItemError | None = ...,
+        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "error", b"error", "expire_time", b"expire_time", "secret_index", b"secret_index", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "authenticated", b"authenticated", "cookie_name", b"cookie_name", "error", b"error", "expire_time", b"expire_time", "reason", b"reason", "secret_index", b"secret_index", "session_id", b"session_id", "user", b"user", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index", "authenticated", b"authenticated", "cookie_name", b"cookie_name", "error", b"error", "expire_time", b"expire_time", "reason", b"reason", "secret_index", b"secret_index", "session_id", b"session_id", "token", b"token", "user", b"user", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__secret_index: _TypeAlias = _typing.Literal["secret_index"]  # noqa: Y015
     _WhichOneofArgType__secret_index: _TypeAlias = _typing.Literal["_secret_index", b"_secret_index"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__secret_index) -> _WhichOneofReturnType__secret_index | None: ...
 
 Global___ValidateSessionResponse: _TypeAlias = ValidateSessionResponse  # noqa: Y015
+
+@_typing.final
+class GetJwksRequest(_message.Message):
+    """GetJwksRequest asks for the session tokens' public keys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetJwksRequest: _TypeAlias = GetJwksRequest  # noqa: Y015
+
+@_typing.final
+class GetJwksResponse(_message.Message):
+    """GetJwksResponse carries the session tokens' public keys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JWKS_FIELD_NUMBER: _builtins.int
+    MAX_AGE_FIELD_NUMBER: _builtins.int
+    jwks: _builtins.str
+    """A JSON Web Key Set (RFC 7517) as JSON text, `{"keys": [...]}`: the
+    signing key first, then retired keys whose tokens may still be live.
+    """
+    @_builtins.property
+    def max_age(self) -> _duration_pb2.Duration:
+        """How long the set may be cached; fetch it again sooner when a token names
+        a `kid` the cached set lacks.
+        """
+
+    def __init__(
+        self,
+        *,
+        jwks: _builtins.str = ...,
+        max_age: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_age", b"max_age"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jwks", b"jwks", "max_age", b"max_age"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetJwksResponse: _TypeAlias = GetJwksResponse  # noqa: Y015
 
 @_typing.final
 class ItemError(_message.Message):

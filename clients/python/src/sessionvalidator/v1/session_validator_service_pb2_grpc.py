@@ -59,6 +59,11 @@ class SessionValidatorStub:
                 request_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsRequest.SerializeToString,
                 response_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsResponse.FromString,
                 _registered_method=True)
+        self.GetJwks = channel.unary_unary(
+                '/sessionvalidator.v1.SessionValidator/GetJwks',
+                request_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.GetJwksRequest.SerializeToString,
+                response_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.GetJwksResponse.FromString,
+                _registered_method=True)
 
 
 class SessionValidatorServicer:
@@ -102,6 +107,16 @@ class SessionValidatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJwks(self, request, context):
+        """GetJwks returns the public keys that verify session tokens (see
+        ValidateSessionRequest.issue_token), for callers without HTTP access to
+        `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+        while the service issues no tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionValidatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +129,11 @@ def add_SessionValidatorServicer_to_server(servicer, server):
                     servicer.ValidateSessions,
                     request_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsRequest.FromString,
                     response_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsResponse.SerializeToString,
+            ),
+            'GetJwks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJwks,
+                    request_deserializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.GetJwksRequest.FromString,
+                    response_serializer=sessionvalidator_dot_v1_dot_session__validator__service__pb2.GetJwksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +205,33 @@ class SessionValidator:
             '/sessionvalidator.v1.SessionValidator/ValidateSessions',
             sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsRequest.SerializeToString,
             sessionvalidator_dot_v1_dot_session__validator__service__pb2.ValidateSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJwks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessionvalidator.v1.SessionValidator/GetJwks',
+            sessionvalidator_dot_v1_dot_session__validator__service__pb2.GetJwksRequest.SerializeToString,
+            sessionvalidator_dot_v1_dot_session__validator__service__pb2.GetJwksResponse.FromString,
             options,
             channel_credentials,
             insecure,

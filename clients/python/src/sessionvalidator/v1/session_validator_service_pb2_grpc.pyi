@@ -68,6 +68,12 @@ class SessionValidatorStub:
     credentials or more than 1 MiB of them (INVALID_ARGUMENT,
     BATCH_TOO_LARGE).
     """
+    GetJwks: _grpc.UnaryUnaryMultiCallable[_session_validator_service_pb2.GetJwksRequest, _session_validator_service_pb2.GetJwksResponse]
+    """GetJwks returns the public keys that verify session tokens (see
+    ValidateSessionRequest.issue_token), for callers without HTTP access to
+    `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+    while the service issues no tokens.
+    """
 
 @_typing.type_check_only
 class SessionValidatorAsyncStub(SessionValidatorStub):
@@ -102,6 +108,12 @@ class SessionValidatorAsyncStub(SessionValidatorStub):
     OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
     credentials or more than 1 MiB of them (INVALID_ARGUMENT,
     BATCH_TOO_LARGE).
+    """
+    GetJwks: _aio.UnaryUnaryMultiCallable[_session_validator_service_pb2.GetJwksRequest, _session_validator_service_pb2.GetJwksResponse]  # type: ignore[assignment]
+    """GetJwks returns the public keys that verify session tokens (see
+    ValidateSessionRequest.issue_token), for callers without HTTP access to
+    `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+    while the service issues no tokens.
     """
 
 class SessionValidatorServicer(metaclass=_abc_1.ABCMeta):
@@ -146,6 +158,18 @@ class SessionValidatorServicer(metaclass=_abc_1.ABCMeta):
         OVERLOADED), a banned client (RESOURCE_EXHAUSTED), more than 256
         credentials or more than 1 MiB of them (INVALID_ARGUMENT,
         BATCH_TOO_LARGE).
+        """
+
+    @_abc_1.abstractmethod
+    def GetJwks(
+        self,
+        request: _session_validator_service_pb2.GetJwksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_validator_service_pb2.GetJwksResponse, _abc.Awaitable[_session_validator_service_pb2.GetJwksResponse]]:
+        """GetJwks returns the public keys that verify session tokens (see
+        ValidateSessionRequest.issue_token), for callers without HTTP access to
+        `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+        while the service issues no tokens.
         """
 
 def add_SessionValidatorServicer_to_server(servicer: SessionValidatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -372,6 +372,14 @@ export interface ValidateSessionRequest {
      */
     { $case: "signedValue"; signedValue: string }
     | undefined;
+  /**
+   * Ask for a session token: a short-lived JWT signed by the service, for
+   * calling other services on the user's behalf without handing them the
+   * cookie. Sent in `token` only for VALID sessions of a Passport user, and
+   * only when the service is configured with a signing key
+   * (SESSIONVALIDATOR_JWT_KEY_FILE); otherwise ignored.
+   */
+  issueToken: boolean;
 }
 
 /** ValidateSessionResponse is the verdict on one credential. */
@@ -419,7 +427,33 @@ export interface ValidateSessionResponse {
    * verdict because it alone was refused; `verdict` is then
    * VERDICT_UNSPECIFIED, which older clients already treat as "not valid".
    */
-  error?: ItemError | undefined;
+  error?:
+    | ItemError
+    | undefined;
+  /**
+   * The session token asked for with `issue_token` (a compact JWS), or empty.
+   * Verify it with the keys of GetJwks or `/.well-known/jwks.json`; it stays
+   * valid until its `exp` even if the session ends sooner (logout).
+   */
+  token: string;
+}
+
+/** GetJwksRequest asks for the session tokens' public keys. */
+export interface GetJwksRequest {
+}
+
+/** GetJwksResponse carries the session tokens' public keys. */
+export interface GetJwksResponse {
+  /**
+   * A JSON Web Key Set (RFC 7517) as JSON text, `{"keys": [...]}`: the
+   * signing key first, then retired keys whose tokens may still be live.
+   */
+  jwks: string;
+  /**
+   * How long the set may be cached; fetch it again sooner when a token names
+   * a `kid` the cached set lacks.
+   */
+  maxAge?: Duration | undefined;
 }
 
 /**
@@ -475,7 +509,7 @@ export interface UserProfile {
 }
 
 function createBaseValidateSessionRequest(): ValidateSessionRequest {
-  return { credential: undefined };
+  return { credential: undefined, issueToken: false };
 }
 
 export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
@@ -490,6 +524,9 @@ export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
       case "signedValue":
         writer.uint32(26).string(message.credential.signedValue);
         break;
+    }
+    if (message.issueToken !== false) {
+      writer.uint32(32).bool(message.issueToken);
     }
     return writer;
   },
@@ -531,6 +568,14 @@ export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
             message.credential = { $case: "signedValue", signedValue: reader.string() };
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.issueToken = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -558,6 +603,11 @@ export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
         : isSet(object.signed_value)
         ? { $case: "signedValue", signedValue: globalThis.String(object.signed_value) }
         : undefined,
+      issueToken: isSet(object.issueToken)
+        ? globalThis.Boolean(object.issueToken)
+        : isSet(object.issue_token)
+        ? globalThis.Boolean(object.issue_token)
+        : false,
     };
   },
 
@@ -569,6 +619,9 @@ export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
       obj.cookieHeaderText = message.credential.cookieHeaderText;
     } else if (message.credential?.$case === "signedValue") {
       obj.signedValue = message.credential.signedValue;
+    }
+    if (message.issueToken !== false) {
+      obj.issueToken = message.issueToken;
     }
     return obj;
   },
@@ -598,6 +651,7 @@ export const ValidateSessionRequest: MessageFns<ValidateSessionRequest> = {
         break;
       }
     }
+    message.issueToken = object.issueToken ?? false;
     return message;
   },
 };
@@ -613,6 +667,7 @@ function createBaseValidateSessionResponse(): ValidateSessionResponse {
     secretIndex: undefined,
     cookieName: "",
     error: undefined,
+    token: "",
   };
 }
 
@@ -644,6 +699,9 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     }
     if (message.error !== undefined) {
       ItemError.encode(message.error, writer.uint32(74).fork()).join();
+    }
+    if (message.token !== "") {
+      writer.uint32(82).string(message.token);
     }
     return writer;
   },
@@ -733,6 +791,14 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
             message.error = ItemError.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -772,6 +838,7 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
         ? globalThis.String(object.cookie_name)
         : "",
       error: isSet(object.error) ? ItemError.fromJSON(object.error) : undefined,
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
     };
   },
 
@@ -804,6 +871,9 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     if (message.error !== undefined) {
       obj.error = ItemError.toJSON(message.error);
     }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
     return obj;
   },
 
@@ -824,6 +894,150 @@ export const ValidateSessionResponse: MessageFns<ValidateSessionResponse> = {
     message.cookieName = object.cookieName ?? "";
     message.error = (object.error !== undefined && object.error !== null)
       ? ItemError.fromPartial(object.error)
+      : undefined;
+    message.token = object.token ?? "";
+    return message;
+  },
+};
+
+function createBaseGetJwksRequest(): GetJwksRequest {
+  return {};
+}
+
+export const GetJwksRequest: MessageFns<GetJwksRequest> = {
+  encode(_: GetJwksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJwksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJwksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetJwksRequest {
+    return {};
+  },
+
+  toJSON(_: GetJwksRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetJwksRequest>, I>>(base?: I): GetJwksRequest {
+    return GetJwksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetJwksRequest>, I>>(_: I): GetJwksRequest {
+    const message = createBaseGetJwksRequest();
+    return message;
+  },
+};
+
+function createBaseGetJwksResponse(): GetJwksResponse {
+  return { jwks: "", maxAge: undefined };
+}
+
+export const GetJwksResponse: MessageFns<GetJwksResponse> = {
+  encode(message: GetJwksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jwks !== "") {
+      writer.uint32(10).string(message.jwks);
+    }
+    if (message.maxAge !== undefined) {
+      Duration.encode(message.maxAge, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJwksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJwksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jwks = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.maxAge = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJwksResponse {
+    return {
+      jwks: isSet(object.jwks) ? globalThis.String(object.jwks) : "",
+      maxAge: isSet(object.maxAge)
+        ? Duration.fromJSON(object.maxAge)
+        : isSet(object.max_age)
+        ? Duration.fromJSON(object.max_age)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetJwksResponse): unknown {
+    const obj: any = {};
+    if (message.jwks !== "") {
+      obj.jwks = message.jwks;
+    }
+    if (message.maxAge !== undefined) {
+      obj.maxAge = Duration.toJSON(message.maxAge);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetJwksResponse>, I>>(base?: I): GetJwksResponse {
+    return GetJwksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetJwksResponse>, I>>(object: I): GetJwksResponse {
+    const message = createBaseGetJwksResponse();
+    message.jwks = object.jwks ?? "";
+    message.maxAge = (object.maxAge !== undefined && object.maxAge !== null)
+      ? Duration.fromPartial(object.maxAge)
       : undefined;
     return message;
   },
@@ -1301,6 +1515,21 @@ export const SessionValidatorService = {
       Buffer.from(ValidateSessionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ValidateSessionsResponse => ValidateSessionsResponse.decode(value),
   },
+  /**
+   * GetJwks returns the public keys that verify session tokens (see
+   * ValidateSessionRequest.issue_token), for callers without HTTP access to
+   * `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+   * while the service issues no tokens.
+   */
+  getJwks: {
+    path: "/sessionvalidator.v1.SessionValidator/GetJwks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetJwksRequest): Buffer => Buffer.from(GetJwksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetJwksRequest => GetJwksRequest.decode(value),
+    responseSerialize: (value: GetJwksResponse): Buffer => Buffer.from(GetJwksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetJwksResponse => GetJwksResponse.decode(value),
+  },
 } as const;
 
 export interface SessionValidatorServer extends UntypedServiceImplementation {
@@ -1319,6 +1548,13 @@ export interface SessionValidatorServer extends UntypedServiceImplementation {
    * BATCH_TOO_LARGE).
    */
   validateSessions: handleUnaryCall<ValidateSessionsRequest, ValidateSessionsResponse>;
+  /**
+   * GetJwks returns the public keys that verify session tokens (see
+   * ValidateSessionRequest.issue_token), for callers without HTTP access to
+   * `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+   * while the service issues no tokens.
+   */
+  getJwks: handleUnaryCall<GetJwksRequest, GetJwksResponse>;
 }
 
 export interface SessionValidatorClient extends Client {
@@ -1364,6 +1600,27 @@ export interface SessionValidatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ValidateSessionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetJwks returns the public keys that verify session tokens (see
+   * ValidateSessionRequest.issue_token), for callers without HTTP access to
+   * `/.well-known/jwks.json` on the forward-auth port. The key set is empty
+   * while the service issues no tokens.
+   */
+  getJwks(
+    request: GetJwksRequest,
+    callback: (error: ServiceError | null, response: GetJwksResponse) => void,
+  ): ClientUnaryCall;
+  getJwks(
+    request: GetJwksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetJwksResponse) => void,
+  ): ClientUnaryCall;
+  getJwks(
+    request: GetJwksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetJwksResponse) => void,
   ): ClientUnaryCall;
 }
 
