@@ -66,9 +66,9 @@ MUTANTS = (
         "refused_items_last",
         "a batch's items refused by the bad-attempt limit are moved to the end of the response",
         SERVICE + "servicer.py",
-        "return pb.ValidateSessionsResponse(responses=[self._response(outcome) for outcome in outcomes])",
+        "responses = [self._response(outcome) for outcome in outcomes]",
         "outcomes = [o for o in outcomes if o.reason is not None] + [o for o in outcomes if o.reason is None]\n"
-        "            return pb.ValidateSessionsResponse(responses=[self._response(outcome) for outcome in outcomes])",
+        "            responses = [self._response(outcome) for outcome in outcomes]",
         ("tests/fast/test_inprocess_batches.py",),
     ),
     Mutant(
