@@ -44,8 +44,7 @@ def lean_connections() -> dict[str, Any]:
     """
     return {
         "protocol": 2,
-        "lib_name": None,
-        "lib_version": None,
+        "driver_info": None,  # no CLIENT SETINFO (lib_name=None did the same, deprecated in redis-py 8)
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
 
