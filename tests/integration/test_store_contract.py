@@ -66,12 +66,16 @@ def kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         return
     if name == "mongodb":
         ferretdb = FerretDBServer().start()
+
+        def restart_ferretdb(_store: SessionStore) -> None:
+            ferretdb.start()
+
         try:
             yield Kind(
                 name,
                 lambda options: open_store(f"mongodb://127.0.0.1:{ferretdb.port}/contract", options),
                 lambda _store: ferretdb.stop(),
-                lambda _store: None if ferretdb.start() else None,
+                restart_ferretdb,
             )
         finally:
             ferretdb.close()
