@@ -41,8 +41,8 @@ class Kind:
 
     name: str
     open: Callable[[StoreOptions], SessionStore]
-    stop: Callable[[SessionStore], None]
-    start: Callable[[SessionStore], None]
+    stop: Callable[[SessionStore], object]
+    start: Callable[[SessionStore], object]
     # The in-memory store takes no options (it is a test double): it cannot refuse an oversized session unread.
     bounds_size: bool = True
 
@@ -66,16 +66,12 @@ def kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         return
     if name == "mongodb":
         ferretdb = FerretDBServer().start()
-
-        def restart_ferretdb(_store: SessionStore) -> None:
-            ferretdb.start()
-
         try:
             yield Kind(
                 name,
                 lambda options: open_store(f"mongodb://127.0.0.1:{ferretdb.port}/contract", options),
                 lambda _store: ferretdb.stop(),
-                restart_ferretdb,
+                lambda _store: ferretdb.start(),
             )
         finally:
             ferretdb.close()
@@ -88,11 +84,10 @@ def kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         url += "?client_name=contract"
     assert (pipeline_target(url) is None) == (name == "redis-pooled"), url
 
-    def restart(_store: SessionStore) -> None:
-        redis.start()
-
     try:
-        yield Kind(name, lambda options: open_store(url, options), lambda _store: redis.stop(), restart)
+        yield Kind(
+            name, lambda options: open_store(url, options), lambda _store: redis.stop(), lambda _store: redis.start()
+        )
     finally:
         redis.close()
 
