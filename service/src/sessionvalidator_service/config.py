@@ -1,4 +1,4 @@
-"""Configuration from ``SESSIONVALIDATOR_*`` environment variables.
+"""Configuration from ``SESSIONVALIDATOR_*`` environment variables (each declared in :mod:`.variables`).
 
 :meth:`Settings.from_env` is a pure function of the mapping it is given, so
 tests pass plain dicts. A bad value raises :class:`ConfigError` naming the
@@ -23,11 +23,11 @@ from sessionvalidator_service.serverkind import KINDS
 from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
 from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
+from sessionvalidator_service.variables import PREFIX
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "HttpLimits", "Settings", "redact_url"]
 
-PREFIX = "SESSIONVALIDATOR_"
 DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_LISTEN = "[::]:50051"
 
