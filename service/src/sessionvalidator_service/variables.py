@@ -342,4 +342,3 @@ VARIABLES: tuple[Variable, ...] = (
 def markdown_table() -> str:
     """Return the README's configuration table, header included."""
     return "\n".join(["| variable | default | meaning |", "|---|---|---|", *(v.markdown() for v in VARIABLES)])
-
