@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from sessionvalidator_service.gateway import GatewayPolicy, HeaderNames
@@ -22,8 +23,10 @@ from sessionvalidator_service.ratelimit import RateLimit
 from sessionvalidator_service.serverkind import KINDS
 from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
-from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
 from sessionvalidator_service.variables import PREFIX
+
+if TYPE_CHECKING:  # tokens.py loads PyJWT and cryptography: only when tokens are configured
+    from sessionvalidator_service.tokens import TokenConfig
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "HttpLimits", "Settings", "redact_url"]
@@ -285,6 +288,8 @@ def _gateway(env: Mapping[str, str]) -> GatewayPolicy:
 
 def _tokens(env: Mapping[str, str], attributes: AttributePolicy) -> TokenConfig | None:
     """``SESSIONVALIDATOR_JWT_*``: off unless a signing key file is named; the files must load."""
+    from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
+
     key_file = env.get(PREFIX + "JWT_KEY_FILE") or None
     retired = tuple(p.strip() for p in (env.get(PREFIX + "JWT_RETIRED_KEY_FILES") or "").split(",") if p.strip())
     if key_file is None:
