@@ -103,9 +103,11 @@ async def ws_whoami(websocket: WebSocket) -> None:
     await websocket.close()
 
 
-def starlette_app(target: str, events: list[str] | None = None, **options: Any) -> Starlette:
+def starlette_app(
+    target: str, events: list[str] | None = None, *, client_timeout: float | None = None, **options: Any
+) -> Starlette:
     """The shape a real app has: the client built at import time, closed by the lifespan."""
-    client = AsyncClient(target)
+    client = AsyncClient(target) if client_timeout is None else AsyncClient(target, timeout=client_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -259,7 +261,9 @@ def test_response_hooks(addr: str, down_addr: str, tampered_cookie: bytes, valid
         status, headers, _ = get(hostport, "/whoami")
     assert (status, headers["location"]) == (303, "/login")
     assert seen == ["/whoami REASON_NO_COOKIE"]
-    with serving(starlette_app(down_addr, unavailable_response=maintenance)) as hostport:
+    # A deadline well above the default: on a loaded machine the store outage must be what the hook sees, not a
+    # deadline that ran out first.
+    with serving(starlette_app(down_addr, client_timeout=5.0, unavailable_response=maintenance)) as hostport:
         status, headers, body = get(hostport, "/whoami", cookie(valid_cookie))
         assert (status, headers["retry-after"], body) == (503, "1", "try again (STORE_UNAVAILABLE)")
         # A bad signature needs no store: with the store down it is still a verdict, still a 401.
