@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +28,10 @@ def otelcol_binary() -> str:
         [str(ROOT / "scripts" / "build-otelcol.sh")], check=True, capture_output=True, text=True, timeout=1800
     )
     return done.stdout.strip().splitlines()[-1]
+
+
+# OTLP/JSON writes SpanKind as its number.
+_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 
 
 def _value(attribute: dict[str, Any]) -> Any:
@@ -50,6 +55,25 @@ class Span:
     attributes: dict[str, Any]
     links: list[tuple[str, str]]
     raw: str  # the span's own JSON, for scans for values that must never be there
+
+
+def _spans(line: str) -> Iterator[Span]:
+    """The spans of one line of the file exporter's output (an OTLP/JSON ExportTraceServiceRequest)."""
+    for resource_spans in json.loads(line).get("resourceSpans", []):
+        resource = {a["key"]: _value(a) for a in resource_spans.get("resource", {}).get("attributes", [])}
+        for scope in resource_spans.get("scopeSpans", []):
+            for span in scope.get("spans", []):
+                yield Span(
+                    service=str(resource.get("service.name", "")),
+                    name=span["name"],
+                    kind=_KINDS.get(span.get("kind", 0), str(span.get("kind"))),
+                    trace_id=span["traceId"],
+                    span_id=span["spanId"],
+                    parent_span_id=span.get("parentSpanId", ""),
+                    attributes={a["key"]: _value(a) for a in span.get("attributes", [])},
+                    links=[(link["traceId"], link["spanId"]) for link in span.get("links", [])],
+                    raw=json.dumps(span),
+                )
 
 
 class Collector:
@@ -98,9 +122,7 @@ service:
 """
         )
         log = (self.dir / "otelcol.log").open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 - the pinned binary, a config of ours
-            [self.binary, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
+        self._process = subprocess.Popen([self.binary, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not self._listening():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -112,8 +134,6 @@ service:
         return self
 
     def _listening(self) -> bool:
-        import socket
-
         for port in (self.grpc_port, self.http_port):
             with socket.socket() as sock:
                 sock.settimeout(0.2)
@@ -123,30 +143,9 @@ service:
 
     def spans(self) -> list[Span]:
         """Every span exported so far."""
-        found: list[Span] = []
         if not self.output.exists():
-            return found
-        for line in self.output.read_text().splitlines():
-            if not line.strip():
-                continue
-            for resource_spans in json.loads(line).get("resourceSpans", []):
-                resource = {a["key"]: _value(a) for a in resource_spans.get("resource", {}).get("attributes", [])}
-                for scope in resource_spans.get("scopeSpans", []):
-                    for span in scope.get("spans", []):
-                        found.append(
-                            Span(
-                                service=str(resource.get("service.name", "")),
-                                name=span["name"],
-                                kind=span.get("kind", ""),
-                                trace_id=span["traceId"],
-                                span_id=span["spanId"],
-                                parent_span_id=span.get("parentSpanId", ""),
-                                attributes={a["key"]: _value(a) for a in span.get("attributes", [])},
-                                links=[(link["traceId"], link["spanId"]) for link in span.get("links", [])],
-                                raw=json.dumps(span),
-                            )
-                        )
-        return found
+            return []
+        return [span for line in self.output.read_text().splitlines() if line.strip() for span in _spans(line)]
 
     def wait_for(self, predicate: Callable[[list[Span]], bool], timeout: float = 20.0) -> list[Span]:
         """Wait until the exported spans satisfy ``predicate``; return them."""

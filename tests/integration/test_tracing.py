@@ -1,0 +1,247 @@
+"""OpenTelemetry traces from the real service to a real collector (tests/support/otelcol.py).
+
+The caller's span is made here with the SDK and exported to the same collector;
+its context reaches the service as a real caller's would: gRPC metadata, the
+headers Envoy puts in a CheckRequest, the forward-auth request's headers. What
+the collector wrote is then read back and checked: one trace, the right parent
+links, the verdict on the server span, and none of the planted secrets anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2 as authz
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from sessionvalidator.v1 import session_validator_service_pb2 as pb
+from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
+from tests.integration.conftest import CORPUS
+from tests.support.otelcol import Collector, Span, running_collector
+from tests.support.processes import RedisServer, ValidatorProcess, running_validator
+
+SERVICE = "sessionvalidator-under-test"
+CASES = {case["name"]: case for case in CORPUS["cases"]}
+# One session a test: a session read once is then answered by the store's cache, without a round trip.
+VALID = CASES["valid_object_user"]
+FOR_CHECK = CASES["valid_scalar_user"]
+FOR_HTTP = CASES["valid_user_id_zero"]
+CORRUPT = CASES["malformed_corrupt_stored_session"]
+TEXT_CASES = [c["request"]["cookie_header_text"] for c in CORPUS["cases"] if "cookie_header_text" in c["request"]]
+# What must never appear in a span: session ids, cookies and their signatures, the secrets, profile fields.
+PLANTED = [
+    *(session["sid"] for session in CORPUS["sessions"]),
+    *(c["request"]["cookie_header_text"].split("connect.sid=")[1].split(";")[0] for c in (VALID, FOR_CHECK, FOR_HTTP)),
+    *json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"]),
+    "ann@example.org",
+    "Ann Example",
+    "u-100",
+    "billing",
+]
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    with running_collector() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def traced(collector: Collector, shared_redis: RedisServer) -> Iterator[ValidatorProcess]:
+    from tests.harness import seed
+
+    seed(shared_redis, CORPUS)
+    env = {
+        **CORPUS["settings"],
+        "SESSIONVALIDATOR_REDIS_URL": shared_redis.url,
+        "SESSIONVALIDATOR_HTTP_LISTEN": "127.0.0.1:0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
+        "OTEL_SERVICE_NAME": SERVICE,
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    with running_validator(env) as validator:
+        yield validator
+
+
+@pytest.fixture(scope="module")
+def caller(collector: Collector) -> Iterator[trace.Tracer]:
+    """A tracer of the test's own, exporting to the collector: the caller's side of the trace."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "test-caller"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_endpoint + "/v1/traces")))
+    yield provider.get_tracer("tests")
+    provider.shutdown()
+
+
+def http_port(validator: ValidatorProcess) -> int:
+    assert validator.output is not None
+    serving = next(r for r in validator.output.json_lines() if r.get("event") == "serving")
+    return int(serving["http_port"])
+
+
+def trace_of(collector: Collector, trace_id: str, names: set[str]) -> dict[str, Span]:
+    """The spans of one trace, by name, once every span in ``names`` has arrived."""
+    spans = collector.wait_for(lambda spans: names <= {s.name for s in spans if s.trace_id == trace_id})
+    return {s.name: s for s in spans if s.trace_id == trace_id}
+
+
+def hex_ids(span: Any) -> tuple[str, str]:
+    context = span.get_span_context()
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+def test_validate_session_continues_the_callers_trace_down_to_redis(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
+) -> None:
+    with caller.start_as_current_span("GET /orders", kind=trace.SpanKind.CLIENT) as span:
+        metadata: dict[str, str] = {}
+        propagate.inject(metadata)
+        with grpc.insecure_channel(traced.address) as channel:
+            response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
+                pb.ValidateSessionRequest(cookie_header_text=VALID["request"]["cookie_header_text"]),
+                metadata=tuple(metadata.items()),
+                timeout=5,
+            )
+    assert response.verdict == pb.VERDICT_VALID
+    trace_id, caller_id = hex_ids(span)
+    server_name = "sessionvalidator.v1.SessionValidator/ValidateSession"
+    found = trace_of(collector, trace_id, {"GET /orders", server_name, "get_sessions redis"})
+    server, store = found[server_name], found["get_sessions redis"]
+    assert found["GET /orders"].service == "test-caller"
+    assert server.service == store.service == SERVICE
+    assert server.parent_span_id == caller_id
+    assert server.kind == "SERVER"
+    assert store.parent_span_id == server.span_id
+    assert store.kind == "CLIENT"
+    assert server.attributes["rpc.system"] == "grpc"
+    assert server.attributes["rpc.method"] == "ValidateSession"
+    assert server.attributes["sessionvalidator.verdict"] == "VALID"
+    assert server.attributes["sessionvalidator.reason"] == "SESSION_ACTIVE"
+    assert server.attributes["sessionvalidator.authenticated"] is True
+    assert server.attributes["sessionvalidator.server.kind"] in {"grpcio", "native"}
+    assert server.attributes["sessionvalidator.cache.hit"] is False
+    assert store.attributes["db.system.name"] == "redis"
+    assert store.attributes["db.operation.batch.size"] == 1
+
+
+def test_check_continues_the_context_in_the_checkrequest_headers(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
+) -> None:
+    with caller.start_as_current_span("envoy ingress", kind=trace.SpanKind.SERVER) as span:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+    request = authz.CheckRequest()
+    http = request.attributes.request.http
+    http.headers.update({"cookie": FOR_CHECK["request"]["cookie_header_text"], **headers})
+    with grpc.insecure_channel(traced.address) as channel:
+        check = channel.unary_unary(
+            "/envoy.service.auth.v3.Authorization/Check",
+            request_serializer=authz.CheckRequest.SerializeToString,
+            response_deserializer=authz.CheckResponse.FromString,
+        )
+        assert check(request, timeout=5).status.code == 0  # OK: allowed
+    trace_id, caller_id = hex_ids(span)
+    name = "envoy.service.auth.v3.Authorization/Check"
+    found = trace_of(collector, trace_id, {name, "get_sessions redis"})
+    assert found[name].parent_span_id == caller_id
+    assert found[name].attributes["sessionvalidator.verdict"] == "VALID"
+    assert found["get_sessions redis"].parent_span_id == found[name].span_id
+
+
+def test_forward_auth_continues_the_requests_traceparent(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
+) -> None:
+    with caller.start_as_current_span("nginx auth_request", kind=trace.SpanKind.CLIENT) as span:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port(traced)}/auth",
+        headers={"Cookie": FOR_HTTP["request"]["cookie_header_text"], **headers},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
+        assert answer.status == 200
+    trace_id, caller_id = hex_ids(span)
+    found = trace_of(collector, trace_id, {"GET /auth", "get_sessions redis"})
+    assert found["GET /auth"].parent_span_id == caller_id
+    assert found["GET /auth"].attributes["http.response.status_code"] == 200
+    assert found["GET /auth"].attributes["sessionvalidator.verdict"] == "VALID"
+    assert found["get_sessions redis"].parent_span_id == found["GET /auth"].span_id
+
+
+def test_a_log_line_written_in_a_call_carries_its_trace(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
+) -> None:
+    with caller.start_as_current_span("corrupt caller") as span:
+        metadata: dict[str, str] = {}
+        propagate.inject(metadata)
+        with grpc.insecure_channel(traced.address) as channel:
+            response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
+                pb.ValidateSessionRequest(cookie_header_text=CORRUPT["request"]["cookie_header_text"]),
+                metadata=tuple(metadata.items()),
+                timeout=5,
+            )
+    assert response.reason == pb.REASON_CORRUPT_SESSION
+    trace_id, _ = hex_ids(span)
+    server = trace_of(collector, trace_id, {"sessionvalidator.v1.SessionValidator/ValidateSession"})[
+        "sessionvalidator.v1.SessionValidator/ValidateSession"
+    ]
+    assert traced.output is not None
+    line = traced.output.wait_for(lambda line: trace_id in line)
+    record = json.loads(line)
+    assert record["event"] == "corrupt_session"
+    assert record["span_id"] == server.span_id
+
+
+def test_a_batch_is_one_span_and_no_span_holds_a_secret(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
+) -> None:
+    with caller.start_as_current_span("batch caller") as span:
+        metadata: dict[str, str] = {}
+        propagate.inject(metadata)
+        with grpc.insecure_channel(traced.address) as channel:
+            stub = pb_grpc.SessionValidatorStub(channel)
+            stub.ValidateSessions(
+                pb.ValidateSessionsRequest(
+                    requests=[pb.ValidateSessionRequest(cookie_header_text=text) for text in TEXT_CASES[:12]]
+                ),
+                metadata=tuple(metadata.items()),
+                timeout=5,
+            )
+    trace_id, _ = hex_ids(span)
+    name = "sessionvalidator.v1.SessionValidator/ValidateSessions"
+    found = trace_of(collector, trace_id, {name, "get_sessions redis"})
+    assert found[name].attributes["sessionvalidator.batch.size"] == 12
+    assert found["get_sessions redis"].attributes["db.operation.batch.size"] > 1
+    # Everything the collector received from every test of this module, resource attributes included.
+    exported = collector.output.read_text()
+    assert SERVICE in exported
+    assert "deployment.environment.name" in exported
+    for value in PLANTED:
+        assert value not in exported, f"a span holds {value!r}"
+    assert "cookie" not in {key.lower() for s in collector.spans() for key in s.attributes}
+
+
+def test_tracing_off_imports_nothing_of_opentelemetry() -> None:
+    """Without OTEL_* variables the service neither imports the SDK nor builds a tracer."""
+    code = (
+        "import os, sys\n"
+        "from sessionvalidator_service import server, tracing\n"
+        "assert tracing.tracing_from_env({}, server_kind='grpcio') is None\n"
+        "assert tracing.tracing_from_env({'OTEL_SDK_DISABLED': 'true',"
+        " 'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:1'}, server_kind='grpcio') is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"
