@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -27,6 +27,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
+from sessionvalidator_service.mint import mint_session
+from sessionvalidator_service.signature import Signer
 from tests.integration.conftest import CORPUS
 from tests.support.otelcol import Collector, Span, running_collector
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator
@@ -94,6 +96,14 @@ def trace_of(collector: Collector, trace_id: str, names: set[str]) -> dict[str, 
     """The spans of one trace, by name, once every span in ``names`` has arrived."""
     spans = collector.wait_for(lambda spans: names <= {s.name for s in spans if s.trace_id == trace_id})
     return {s.name: s for s in spans if s.trace_id == trace_id}
+
+
+VALIDATE_SESSION = "sessionvalidator.v1.SessionValidator/ValidateSession"
+
+
+def every_call_arrived(traces: set[str]) -> Callable[[list[Span]], bool]:
+    """Whether the server span of every trace in ``traces`` has been exported."""
+    return lambda spans: {s.trace_id for s in spans if s.name == VALIDATE_SESSION} >= traces
 
 
 def hex_ids(span: Any) -> tuple[str, str]:
@@ -245,3 +255,44 @@ def test_tracing_off_imports_nothing_of_opentelemetry() -> None:
     env = {"PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_coalesced_round_trip_is_one_span_linked_to_every_call_it_served(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer, shared_redis: RedisServer
+) -> None:
+    """Concurrent single calls share one store round trip: one span, a child of one call, linked to the others."""
+    signer = Signer(tuple(json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"])))
+    with grpc.insecure_channel(traced.address) as channel:
+        stub = pb_grpc.SessionValidatorStub(channel)
+        for _ in range(10):  # the calls must reach the server within one loop pass; usually the first burst does
+            sessions = [mint_session(signer, user={"id": "u-coalesced"}) for _ in range(16)]
+            for session in sessions:
+                shared_redis.client().set("sess:" + session.session_id, session.stored_json, ex=60)
+            calls, traces = [], set()
+            for session in sessions:
+                with caller.start_as_current_span("burst caller") as span:
+                    metadata: dict[str, str] = {}
+                    propagate.inject(metadata)
+                    request = pb.ValidateSessionRequest(cookie_header_text=session.cookie_header("connect.sid"))
+                    calls.append(stub.ValidateSession.future(request, metadata=tuple(metadata.items()), timeout=5))
+                traces.add(hex_ids(span)[0])
+            assert all(call.result().verdict == pb.VERDICT_VALID for call in calls)
+            spans = collector.wait_for(every_call_arrived(traces))
+            servers = {s.span_id: s for s in spans if s.name == VALIDATE_SESSION and s.trace_id in traces}
+            shared = [
+                s
+                for s in spans
+                if s.name == "get_sessions redis"
+                and s.trace_id in traces
+                and s.attributes["db.operation.batch.size"] > 1
+            ]
+            if shared:
+                break
+        else:
+            pytest.fail("no two concurrent calls ever shared a round trip")
+    store = shared[0]
+    assert store.parent_span_id in servers  # a child of the first call it served
+    linked = {span_id for _, span_id in store.links}
+    assert len(linked) == store.attributes["db.operation.batch.size"] - 1
+    assert linked <= set(servers)  # and linked to each other one
+    assert store.parent_span_id not in linked

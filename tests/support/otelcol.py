@@ -145,7 +145,9 @@ service:
         """Every span exported so far."""
         if not self.output.exists():
             return []
-        return [span for line in self.output.read_text().splitlines() if line.strip() for span in _spans(line)]
+        # The last line may be one the collector is still writing: only whole lines are read.
+        lines = self.output.read_text().split("\n")[:-1]
+        return [span for line in lines if line.strip() for span in _spans(line)]
 
     def wait_for(self, predicate: Callable[[list[Span]], bool], timeout: float = 20.0) -> list[Span]:
         """Wait until the exported spans satisfy ``predicate``; return them."""
