@@ -265,17 +265,22 @@ def test_a_coalesced_round_trip_is_one_span_linked_to_every_call_it_served(
     with grpc.insecure_channel(traced.address) as channel:
         stub = pb_grpc.SessionValidatorStub(channel)
         for _ in range(10):  # the calls must reach the server within one loop pass; usually the first burst does
-            sessions = [mint_session(signer, user={"id": "u-coalesced"}) for _ in range(16)]
+            sessions = [mint_session(signer, user={"id": "u-coalesced"}) for _ in range(64)]
             for session in sessions:
                 shared_redis.client().set("sess:" + session.session_id, session.stored_json, ex=60)
-            calls, traces = [], set()
+            prepared, traces = [], set()
             for session in sessions:
                 with caller.start_as_current_span("burst caller") as span:
                     metadata: dict[str, str] = {}
                     propagate.inject(metadata)
-                    request = pb.ValidateSessionRequest(cookie_header_text=session.cookie_header("connect.sid"))
-                    calls.append(stub.ValidateSession.future(request, metadata=tuple(metadata.items()), timeout=5))
+                prepared.append(
+                    (
+                        pb.ValidateSessionRequest(cookie_header_text=session.cookie_header("connect.sid")),
+                        tuple(metadata.items()),
+                    )
+                )
                 traces.add(hex_ids(span)[0])
+            calls = [stub.ValidateSession.future(request, metadata=sent, timeout=5) for request, sent in prepared]
             assert all(call.result().verdict == pb.VERDICT_VALID for call in calls)
             spans = collector.wait_for(every_call_arrived(traces))
             servers = {s.span_id: s for s in spans if s.name == VALIDATE_SESSION and s.trace_id in traces}
@@ -296,3 +301,45 @@ def test_a_coalesced_round_trip_is_one_span_linked_to_every_call_it_served(
     assert len(linked) == store.attributes["db.operation.batch.size"] - 1
     assert linked <= set(servers)  # and linked to each other one
     assert store.parent_span_id not in linked
+
+
+def test_a_python_app_behind_the_asgi_middleware_is_one_trace_with_the_validator(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer, shared_redis: RedisServer
+) -> None:
+    """The app traces with the SDK and opentelemetry-instrumentation-grpc; the middleware's call joins its trace."""
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+
+    from tests.support.asgi_app import serve_traced_app
+
+    signer = Signer(tuple(json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"])))
+    session = mint_session(signer, user={"id": "u-python-app"})  # a session nobody read yet: not in the cache
+    shared_redis.client().set("sess:" + session.session_id, session.stored_json, ex=60)
+    cookie = session.cookie_header("connect.sid")
+    provider = TracerProvider(resource=Resource.create({"service.name": "python-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_endpoint + "/v1/traces")))
+    instrumentor = GrpcAioInstrumentorClient()  # type: ignore[no-untyped-call]  # the package ships no annotations here
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with (
+            serve_traced_app(traced.address, provider) as port,
+            caller.start_as_current_span("browser GET /orders", kind=trace.SpanKind.CLIENT) as span,
+        ):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/orders", headers={"Cookie": cookie, **headers})
+            with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
+                assert answer.status == 200
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    trace_id, browser_id = hex_ids(span)
+    grpc_client = "/sessionvalidator.v1.SessionValidator/ValidateSession"
+    found = trace_of(collector, trace_id, {"GET /orders", grpc_client, VALIDATE_SESSION, "get_sessions redis"})
+    app, client = found["GET /orders"], found[grpc_client]
+    assert app.service == client.service == "python-app"
+    assert app.parent_span_id == browser_id
+    assert app.attributes["sessionvalidator.verdict"] == "VERDICT_VALID"  # set by the middleware
+    assert client.parent_span_id == app.span_id
+    assert client.kind == "CLIENT"
+    assert found[VALIDATE_SESSION].parent_span_id == client.span_id
+    assert found["get_sessions redis"].parent_span_id == found[VALIDATE_SESSION].span_id
