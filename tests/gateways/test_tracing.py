@@ -14,15 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import propagate, trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry import trace
 
 from tests.gateways.conftest import Stack, running_stack
 from tests.gateways.support import GATEWAYS, Gateway, request
-from tests.support.otelcol import Collector, Span, running_collector
+from tests.support.otelcol import Collector, Span, running_collector, trace_context
 
 SERVICE = "sessionvalidator-behind-a-gateway"
 SERVER_SPANS = {"envoy.service.auth.v3.Authorization/Check", "GET /auth"}
@@ -48,8 +44,7 @@ def traced_stack(collector: Collector, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def browser(collector: Collector) -> Iterator[trace.Tracer]:
-    provider = TracerProvider(resource=Resource.create({"service.name": "browser"}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_endpoint + "/v1/traces")))
+    provider = collector.provider("browser")
     yield provider.get_tracer("tests")
     provider.shutdown()
 
@@ -81,8 +76,7 @@ def test_the_browsers_trace_reaches_redis_through_the_gateway(
 ) -> None:
     cookie, _ = traced_stack.valid()
     with browser.start_as_current_span("GET /api/orders", kind=trace.SpanKind.CLIENT) as span:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
+        headers = trace_context()
         answer = request(traced_gateway.port, "/api/orders", [("Cookie", cookie), *headers.items()])
     assert answer.status == 200
     context = span.get_span_context()

@@ -19,18 +19,14 @@ from typing import Any
 import grpc
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as authz
-from opentelemetry import propagate, trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry import trace
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import mint_session
 from sessionvalidator_service.signature import Signer
 from tests.integration.conftest import CORPUS
-from tests.support.otelcol import Collector, Span, running_collector
+from tests.support.otelcol import Collector, Span, running_collector, trace_context
 from tests.support.processes import RedisServer, ValidatorProcess, running_validator
 
 SERVICE = "sessionvalidator-under-test"
@@ -80,8 +76,7 @@ def traced(collector: Collector, shared_redis: RedisServer) -> Iterator[Validato
 @pytest.fixture(scope="module")
 def caller(collector: Collector) -> Iterator[trace.Tracer]:
     """A tracer of the test's own, exporting to the collector: the caller's side of the trace."""
-    provider = TracerProvider(resource=Resource.create({"service.name": "test-caller"}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_endpoint + "/v1/traces")))
+    provider = collector.provider("test-caller")
     yield provider.get_tracer("tests")
     provider.shutdown()
 
@@ -101,6 +96,25 @@ def trace_of(collector: Collector, trace_id: str, names: set[str]) -> dict[str, 
 VALIDATE_SESSION = "sessionvalidator.v1.SessionValidator/ValidateSession"
 
 
+def validate_in_span(
+    address: str, caller: trace.Tracer, name: str, cookie_header: str
+) -> tuple[pb.ValidateSessionResponse, Any]:
+    """Call ValidateSession inside a caller's span named ``name``, its context in the metadata; the answer and span."""
+    with (
+        caller.start_as_current_span(name, kind=trace.SpanKind.CLIENT) as span,
+        grpc.insecure_channel(address) as channel,
+    ):
+        response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
+            pb.ValidateSessionRequest(cookie_header_text=cookie_header), metadata=context_metadata(), timeout=5
+        )
+    return response, span
+
+
+def context_metadata() -> tuple[tuple[str, str], ...]:
+    """The current trace context as gRPC metadata."""
+    return tuple(trace_context().items())
+
+
 def every_call_arrived(traces: set[str]) -> Callable[[list[Span]], bool]:
     """Whether the server span of every trace in ``traces`` has been exported."""
     return lambda spans: {s.trace_id for s in spans if s.name == VALIDATE_SESSION} >= traces
@@ -114,15 +128,7 @@ def hex_ids(span: Any) -> tuple[str, str]:
 def test_validate_session_continues_the_callers_trace_down_to_redis(
     traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
 ) -> None:
-    with caller.start_as_current_span("GET /orders", kind=trace.SpanKind.CLIENT) as span:
-        metadata: dict[str, str] = {}
-        propagate.inject(metadata)
-        with grpc.insecure_channel(traced.address) as channel:
-            response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
-                pb.ValidateSessionRequest(cookie_header_text=VALID["request"]["cookie_header_text"]),
-                metadata=tuple(metadata.items()),
-                timeout=5,
-            )
+    response, span = validate_in_span(traced.address, caller, "GET /orders", VALID["request"]["cookie_header_text"])
     assert response.verdict == pb.VERDICT_VALID
     trace_id, caller_id = hex_ids(span)
     server_name = "sessionvalidator.v1.SessionValidator/ValidateSession"
@@ -149,8 +155,7 @@ def test_check_continues_the_context_in_the_checkrequest_headers(
     traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
 ) -> None:
     with caller.start_as_current_span("envoy ingress", kind=trace.SpanKind.SERVER) as span:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
+        headers = trace_context()
     request = authz.CheckRequest()
     http = request.attributes.request.http
     http.headers.update({"cookie": FOR_CHECK["request"]["cookie_header_text"], **headers})
@@ -173,8 +178,7 @@ def test_forward_auth_continues_the_requests_traceparent(
     traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
 ) -> None:
     with caller.start_as_current_span("nginx auth_request", kind=trace.SpanKind.CLIENT) as span:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
+        headers = trace_context()
     request = urllib.request.Request(
         f"http://127.0.0.1:{http_port(traced)}/auth",
         headers={"Cookie": FOR_HTTP["request"]["cookie_header_text"], **headers},
@@ -192,15 +196,9 @@ def test_forward_auth_continues_the_requests_traceparent(
 def test_a_log_line_written_in_a_call_carries_its_trace(
     traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
 ) -> None:
-    with caller.start_as_current_span("corrupt caller") as span:
-        metadata: dict[str, str] = {}
-        propagate.inject(metadata)
-        with grpc.insecure_channel(traced.address) as channel:
-            response = pb_grpc.SessionValidatorStub(channel).ValidateSession(
-                pb.ValidateSessionRequest(cookie_header_text=CORRUPT["request"]["cookie_header_text"]),
-                metadata=tuple(metadata.items()),
-                timeout=5,
-            )
+    response, span = validate_in_span(
+        traced.address, caller, "corrupt caller", CORRUPT["request"]["cookie_header_text"]
+    )
     assert response.reason == pb.REASON_CORRUPT_SESSION
     trace_id, _ = hex_ids(span)
     server = trace_of(collector, trace_id, {"sessionvalidator.v1.SessionValidator/ValidateSession"})[
@@ -216,18 +214,14 @@ def test_a_log_line_written_in_a_call_carries_its_trace(
 def test_a_batch_is_one_span_and_no_span_holds_a_secret(
     traced: ValidatorProcess, collector: Collector, caller: trace.Tracer
 ) -> None:
-    with caller.start_as_current_span("batch caller") as span:
-        metadata: dict[str, str] = {}
-        propagate.inject(metadata)
-        with grpc.insecure_channel(traced.address) as channel:
-            stub = pb_grpc.SessionValidatorStub(channel)
-            stub.ValidateSessions(
-                pb.ValidateSessionsRequest(
-                    requests=[pb.ValidateSessionRequest(cookie_header_text=text) for text in TEXT_CASES[:12]]
-                ),
-                metadata=tuple(metadata.items()),
-                timeout=5,
-            )
+    with caller.start_as_current_span("batch caller") as span, grpc.insecure_channel(traced.address) as channel:
+        pb_grpc.SessionValidatorStub(channel).ValidateSessions(
+            pb.ValidateSessionsRequest(
+                requests=[pb.ValidateSessionRequest(cookie_header_text=text) for text in TEXT_CASES[:12]]
+            ),
+            metadata=context_metadata(),
+            timeout=5,
+        )
     trace_id, _ = hex_ids(span)
     name = "sessionvalidator.v1.SessionValidator/ValidateSessions"
     found = trace_of(collector, trace_id, {name, "get_sessions redis"})
@@ -271,13 +265,9 @@ def test_a_coalesced_round_trip_is_one_span_linked_to_every_call_it_served(
             prepared, traces = [], set()
             for session in sessions:
                 with caller.start_as_current_span("burst caller") as span:
-                    metadata: dict[str, str] = {}
-                    propagate.inject(metadata)
+                    metadata = context_metadata()
                 prepared.append(
-                    (
-                        pb.ValidateSessionRequest(cookie_header_text=session.cookie_header("connect.sid")),
-                        tuple(metadata.items()),
-                    )
+                    (pb.ValidateSessionRequest(cookie_header_text=session.cookie_header("connect.sid")), metadata)
                 )
                 traces.add(hex_ids(span)[0])
             calls = [stub.ValidateSession.future(request, metadata=sent, timeout=5) for request, sent in prepared]
@@ -315,8 +305,7 @@ def test_a_python_app_behind_the_asgi_middleware_is_one_trace_with_the_validator
     session = mint_session(signer, user={"id": "u-python-app"})  # a session nobody read yet: not in the cache
     shared_redis.client().set("sess:" + session.session_id, session.stored_json, ex=60)
     cookie = session.cookie_header("connect.sid")
-    provider = TracerProvider(resource=Resource.create({"service.name": "python-app"}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_endpoint + "/v1/traces")))
+    provider = collector.provider("python-app")
     instrumentor = GrpcAioInstrumentorClient()  # type: ignore[no-untyped-call]  # the package ships no annotations here
     instrumentor.instrument(tracer_provider=provider)
     try:
@@ -324,8 +313,7 @@ def test_a_python_app_behind_the_asgi_middleware_is_one_trace_with_the_validator
             serve_traced_app(traced.address, provider) as port,
             caller.start_as_current_span("browser GET /orders", kind=trace.SpanKind.CLIENT) as span,
         ):
-            headers: dict[str, str] = {}
-            propagate.inject(headers)
+            headers = trace_context()
             request = urllib.request.Request(f"http://127.0.0.1:{port}/orders", headers={"Cookie": cookie, **headers})
             with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
                 assert answer.status == 200

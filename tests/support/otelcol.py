@@ -19,6 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import propagate
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
 from tests.support.processes import ROOT, free_port
 
 
@@ -97,6 +103,12 @@ class Collector:
         """OTLP/HTTP (http/protobuf), the specification's default protocol."""
         return f"http://127.0.0.1:{self.http_port}"
 
+    def provider(self, service: str) -> TracerProvider:
+        """A tracer provider of the test's own (the caller's side of a trace), exporting each span here at once."""
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=self.http_endpoint + "/v1/traces")))
+        return provider
+
     def start(self) -> Collector:
         config = self.dir / "config.yaml"
         config.write_text(
@@ -171,6 +183,13 @@ service:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+
+def trace_context() -> dict[str, str]:
+    """The current trace context as headers (``traceparent``, ``tracestate``)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 @contextlib.contextmanager
