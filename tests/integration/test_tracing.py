@@ -10,6 +10,7 @@ links, the verdict on the server span, and none of the planted secrets anywhere.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -27,7 +28,7 @@ from sessionvalidator_service.mint import mint_session
 from sessionvalidator_service.signature import Signer
 from tests.integration.conftest import CORPUS
 from tests.support.otelcol import Collector, Span, running_collector, trace_context
-from tests.support.processes import RedisServer, ValidatorProcess, running_validator
+from tests.support.processes import ROOT, RedisServer, ValidatorProcess, running_validator
 
 SERVICE = "sessionvalidator-under-test"
 CASES = {case["name"]: case for case in CORPUS["cases"]}
@@ -331,3 +332,65 @@ def test_a_python_app_behind_the_asgi_middleware_is_one_trace_with_the_validator
     assert client.kind == "CLIENT"
     assert found[VALIDATE_SESSION].parent_span_id == client.span_id
     assert found["get_sessions redis"].parent_span_id == found[VALIDATE_SESSION].span_id
+
+
+def test_a_go_app_behind_the_middleware_with_otelgrpc_is_one_trace_with_the_validator(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer, shared_redis: RedisServer
+) -> None:
+    """tests/tracing/goapp: the Go client's middleware, the SDK and the otelgrpc stats handler as a Go app has them."""
+    binary = go_app_binary()
+    signer = Signer(tuple(json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"])))
+    session = mint_session(signer, user={"id": "u-go-app"})  # a session nobody read yet: not in the cache
+    shared_redis.client().set("sess:" + session.session_id, session.stored_json, ex=60)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SESSIONVALIDATOR_ADDR": traced.address,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
+        "OTEL_SERVICE_NAME": "go-app",
+    }
+    app = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert app.stdout is not None
+        line = app.stdout.readline()
+        assert line.startswith("listening "), line
+        address = line.split()[1]
+        with caller.start_as_current_span("browser GET /orders", kind=trace.SpanKind.CLIENT) as span:
+            request = urllib.request.Request(
+                f"http://{address}/orders", headers={"Cookie": session.cookie_header("connect.sid"), **trace_context()}
+            )
+            with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
+                assert answer.status == 200
+    finally:
+        app.terminate()
+        app.wait(10)
+    trace_id, browser_id = hex_ids(span)
+    grpc_client = "sessionvalidator.v1.SessionValidator/ValidateSession"  # otelgrpc's name: no leading slash
+    found = [s for s in collector.wait_for(go_trace_arrived(trace_id)) if s.trace_id == trace_id]
+    (app_span,) = [s for s in found if s.service == "go-app" and s.name == "GET /orders"]
+    (client,) = [s for s in found if s.service == "go-app" and s.name == grpc_client]
+    (server,) = [s for s in found if s.service == SERVICE and s.name == VALIDATE_SESSION]
+    (store,) = [s for s in found if s.name == "get_sessions redis"]
+    assert app_span.parent_span_id == browser_id
+    assert client.parent_span_id == app_span.span_id
+    assert client.kind == "CLIENT"
+    assert server.parent_span_id == client.span_id
+    assert store.parent_span_id == server.span_id
+
+
+def go_trace_arrived(trace_id: str) -> Callable[[list[Span]], bool]:
+    """Whether the Go app's two spans and the validator's two of ``trace_id`` have been exported."""
+    return lambda spans: sum(1 for s in spans if s.trace_id == trace_id) >= 5
+
+
+def go_app_binary() -> str:
+    """tests/tracing/goapp built into .tmp/bin (pinned modules from the Go module proxy; go caches the build)."""
+    out = ROOT / ".tmp" / "bin" / "tracing-goapp"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["go", "build", "-o", str(out), "."],
+        cwd=ROOT / "tests" / "tracing" / "goapp",
+        check=True,
+        timeout=900,
+        env={**os.environ, "CGO_ENABLED": "0"},
+    )
+    return str(out)
