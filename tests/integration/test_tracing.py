@@ -338,25 +338,56 @@ def test_a_go_app_behind_the_middleware_with_otelgrpc_is_one_trace_with_the_vali
     traced: ValidatorProcess, collector: Collector, caller: trace.Tracer, shared_redis: RedisServer
 ) -> None:
     """tests/tracing/goapp: the Go client's middleware, the SDK and the otelgrpc stats handler as a Go app has them."""
-    binary = go_app_binary()
+    app_trace_reaches_redis(
+        [go_app_binary()], "go-app", traced=traced, collector=collector, caller=caller, shared_redis=shared_redis
+    )
+
+
+def test_a_node_app_behind_the_middleware_with_instrumentation_grpc_is_one_trace_with_the_validator(
+    traced: ValidatorProcess, collector: Collector, caller: trace.Tracer, shared_redis: RedisServer
+) -> None:
+    """tests/tracing/nodeapp: the Node client's Express middleware, the SDK and @opentelemetry/instrumentation-grpc."""
+    app = ROOT / "tests" / "tracing" / "nodeapp"
+    if not (app / "node_modules").exists() or not (ROOT / "clients" / "node" / "dist").exists():
+        pytest.skip("run `make tracing-deps`: the Node app's and the Node client's packages are not installed")
+    app_trace_reaches_redis(
+        ["node", str(app / "app.js")],
+        "node-app",
+        traced=traced,
+        collector=collector,
+        caller=caller,
+        shared_redis=shared_redis,
+    )
+
+
+def app_trace_reaches_redis(
+    command: list[str],
+    service: str,
+    *,
+    traced: ValidatorProcess,
+    collector: Collector,
+    caller: trace.Tracer,
+    shared_redis: RedisServer,
+) -> None:
+    """Run an app behind a client's middleware; one request makes one trace: browser, app, gRPC client, ours."""
     signer = Signer(tuple(json.loads(CORPUS["settings"]["SESSIONVALIDATOR_SECRETS"])))
-    session = mint_session(signer, user={"id": "u-go-app"})  # a session nobody read yet: not in the cache
+    session = mint_session(signer, user={"id": "u-" + service})  # a session nobody read yet: not in the cache
     shared_redis.client().set("sess:" + session.session_id, session.stored_json, ex=60)
     env = {
         "PATH": os.environ.get("PATH", ""),
         "SESSIONVALIDATOR_ADDR": traced.address,
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
-        "OTEL_SERVICE_NAME": "go-app",
+        "OTEL_SERVICE_NAME": service,
     }
-    app = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    app = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert app.stdout is not None
         line = app.stdout.readline()
         assert line.startswith("listening "), line
-        address = line.split()[1]
         with caller.start_as_current_span("browser GET /orders", kind=trace.SpanKind.CLIENT) as span:
             request = urllib.request.Request(
-                f"http://{address}/orders", headers={"Cookie": session.cookie_header("connect.sid"), **trace_context()}
+                f"http://{line.split()[1]}/orders",
+                headers={"Cookie": session.cookie_header("connect.sid"), **trace_context()},
             )
             with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
                 assert answer.status == 200
@@ -364,21 +395,20 @@ def test_a_go_app_behind_the_middleware_with_otelgrpc_is_one_trace_with_the_vali
         app.terminate()
         app.wait(10)
     trace_id, browser_id = hex_ids(span)
-    grpc_client = "sessionvalidator.v1.SessionValidator/ValidateSession"  # otelgrpc's name: no leading slash
-    found = [s for s in collector.wait_for(go_trace_arrived(trace_id)) if s.trace_id == trace_id]
-    (app_span,) = [s for s in found if s.service == "go-app" and s.name == "GET /orders"]
-    (client,) = [s for s in found if s.service == "go-app" and s.name == grpc_client]
+    found = [s for s in collector.wait_for(five_spans_of(trace_id)) if s.trace_id == trace_id]
+    (app_span,) = [s for s in found if s.service == service and s.kind == "SERVER"]
+    (client,) = [s for s in found if s.service == service and s.kind == "CLIENT"]
     (server,) = [s for s in found if s.service == SERVICE and s.name == VALIDATE_SESSION]
     (store,) = [s for s in found if s.name == "get_sessions redis"]
     assert app_span.parent_span_id == browser_id
     assert client.parent_span_id == app_span.span_id
-    assert client.kind == "CLIENT"
+    assert "ValidateSession" in client.name
     assert server.parent_span_id == client.span_id
     assert store.parent_span_id == server.span_id
 
 
-def go_trace_arrived(trace_id: str) -> Callable[[list[Span]], bool]:
-    """Whether the Go app's two spans and the validator's two of ``trace_id`` have been exported."""
+def five_spans_of(trace_id: str) -> Callable[[list[Span]], bool]:
+    """Whether the browser's span, the app's two and the validator's two of ``trace_id`` have been exported."""
     return lambda spans: sum(1 for s in spans if s.trace_id == trace_id) >= 5
 
 
