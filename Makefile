@@ -87,6 +87,10 @@ tests/parity/node_modules/.stamp: tests/parity/package.json tests/parity/package
 ferretdb: ## Build the pinned FerretDB (MongoDB wire protocol, SQLite) for the MongoDB store's tests, once
 	@scripts/build-ferretdb.sh >/dev/null
 
+.PHONY: otelcol
+otelcol: ## Build the pinned OpenTelemetry Collector (OTLP in, file out) for the tracing tests, once (about 3 min)
+	@scripts/build-otelcol.sh >/dev/null
+
 # connect-mongo 5 with the mongodb 6 driver, beside the app's connect-mongo 6 (tests/parity/app.js).
 tests/parity/connect-mongo5/node_modules/.stamp: tests/parity/connect-mongo5/package.json tests/parity/connect-mongo5/package-lock.json
 	cd tests/parity/connect-mongo5 && npm ci --no-audit --no-fund --loglevel=error
@@ -101,6 +105,14 @@ clients/node/node_modules/.stamp: clients/node/package.json clients/node/package
 
 .PHONY: node-client-deps
 node-client-deps: clients/node/node_modules/.stamp ## Install the Node client's pinned npm packages
+
+# The Node app the tracing tests run (OpenTelemetry SDK and instrumentation-grpc, beside the Node client).
+tests/tracing/nodeapp/node_modules/.stamp: tests/tracing/nodeapp/package.json tests/tracing/nodeapp/package-lock.json
+	cd tests/tracing/nodeapp && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: tracing-deps
+tracing-deps: otelcol node-client-deps tests/tracing/nodeapp/node_modules/.stamp ## The tracing tests' collector and Node app (the Go app builds on first use)
 
 $(BUF):
 	@mkdir -p $(BIN)
@@ -130,7 +142,7 @@ ghz: venv ## Build the pinned ghz (bench/ghz.py's version) into .tmp/bin (go ins
 	@$(PY) -c 'import sys; sys.path.insert(0, "bench"); from ghz import ensure_ghz; print(ensure_ghz())'
 
 .PHONY: test-deps
-test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb ## redis-server, nginx, caddy (apt), Envoy and FerretDB (.tmp/), .venv, the parity app's and the Node client's npm packages
+test-deps: system-deps gateway-deps venv node-deps node-client-deps ferretdb tracing-deps ## redis-server, nginx, caddy (apt), Envoy, FerretDB and the OpenTelemetry Collector (.tmp/), .venv, the parity app's, the Node client's and the tracing app's npm packages
 
 # ---------------------------------------------------------------- code generation
 ##@ Code generation
@@ -183,7 +195,7 @@ fmt: venv ## ruff format and ruff check --fix on service, tests, clients/python,
 ##@ Test tiers (make test runs them all, but test-mongo, a part of test-service, and test-traefik)
 
 .PHONY: test-service
-test-service: system-deps venv node-deps ferretdb ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
+test-service: system-deps venv node-deps ferretdb tracing-deps ## Bare pytest: the fast tier, integration, MongoDB, Express parity, differential, short fuzz runs
 	$(PY) -m pytest
 
 .PHONY: test-faults
@@ -191,7 +203,7 @@ test-faults: system-deps venv node-deps ferretdb ## Fault injection (tests/fault
 	$(PY) -m pytest tests/faults
 
 .PHONY: test-native
-test-native: system-deps venv node-deps ferretdb ## The fast, integration, fault and abuse tiers again on SESSIONVALIDATOR_SERVER=native
+test-native: system-deps venv node-deps ferretdb tracing-deps ## The fast, integration, fault and abuse tiers again on SESSIONVALIDATOR_SERVER=native
 	SESSIONVALIDATOR_TEST_SERVER=native $(PY) -m pytest tests/fast tests/integration tests/faults tests/abuse
 
 .PHONY: test-abuse
@@ -221,7 +233,7 @@ test-mongo: venv node-deps ferretdb ## The MongoDB store's tests alone: store, s
 	$(PY) -m pytest tests/mongo tests/parity/test_mongo_parity.py tests/faults/test_fault_mongo_kill.py
 
 .PHONY: test-gateways
-test-gateways: system-deps gateway-deps venv ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
+test-gateways: system-deps gateway-deps venv otelcol ## Real Envoy, nginx and Caddy in front of the service (deploy/gateways examples)
 	$(PY) -m pytest tests/gateways
 
 .PHONY: test-traefik

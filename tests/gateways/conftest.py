@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import jwt
 import pytest
@@ -58,9 +60,9 @@ class Stack:
         return self.store(session), session
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    key = tmp_path_factory.mktemp("token-keys") / "signing.pem"
+@contextlib.contextmanager
+def running_stack(key: Path, **env: str) -> Iterator[Stack]:
+    """redis-server, the service (gRPC and forward-auth, session tokens on, ``env`` added) and the upstream."""
     key.write_bytes(new_private_key_pem("EdDSA"))
     redis = RedisServer().start()
     upstream = EchoUpstream().start()
@@ -73,6 +75,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "SESSIONVALIDATOR_JWT_ISSUER": JWT_ISSUER,
             "SESSIONVALIDATOR_JWT_AUDIENCE": JWT_AUDIENCE,
             "SESSIONVALIDATOR_JWT_GATEWAY": "1",
+            **env,
         }
     )
     try:
@@ -85,6 +88,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         validator.close()
         upstream.close()
         redis.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("token-keys") / "signing.pem") as running:
+        yield running
 
 
 @pytest.fixture

@@ -150,10 +150,12 @@ class Gateway:
 
     name = ""
 
-    def __init__(self, *, grpc_port: int, http_port: int, upstream_port: int) -> None:
+    def __init__(self, *, grpc_port: int, http_port: int, upstream_port: int, otel_port: int | None = None) -> None:
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.upstream_port = upstream_port
+        # Where a gateway that traces sends its spans (OTLP/gRPC); without a collector, a port nobody listens on.
+        self.otel_port = otel_port if otel_port is not None else free_port()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"sv-{self.name}-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -197,6 +199,7 @@ class Envoy(Gateway):
             {
                 "address: sessionvalidator, port_value: 50051": f"address: 127.0.0.1, port_value: {self.grpc_port}",
                 "address: app, port_value: 8080": f"address: 127.0.0.1, port_value: {self.upstream_port}",
+                "address: otel-collector, port_value: 4317": f"address: 127.0.0.1, port_value: {self.otel_port}",
                 "address: 0.0.0.0, port_value: 10000": f"address: 127.0.0.1, port_value: {self.port}",
                 "port_value: 9901": f"port_value: {admin}",
             },
@@ -230,6 +233,7 @@ class EnvoyHttp(Envoy):
                 "uri: http://sessionvalidator:8081": f"uri: http://127.0.0.1:{self.http_port}",
                 "address: sessionvalidator, port_value: 8081": f"address: 127.0.0.1, port_value: {self.http_port}",
                 "address: app, port_value: 8080": f"address: 127.0.0.1, port_value: {self.upstream_port}",
+                "address: otel-collector, port_value: 4317": f"address: 127.0.0.1, port_value: {self.otel_port}",
                 "address: 0.0.0.0, port_value: 10000": f"address: 127.0.0.1, port_value: {self.port}",
                 "port_value: 9901": f"port_value: {admin}",
             },

@@ -36,6 +36,7 @@ from sessionvalidator_service.gateway import Decision, GatewayPolicy, decide, fa
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import Identity, identity_of
 from sessionvalidator_service.tokens import TokenIssuer
+from sessionvalidator_service.tracing import Tracing, check_request_headers
 from sessionvalidator_service.validator import Validator
 
 __all__ = ["SERVICE_NAME", "AuthorizationServicer", "add_to_server", "cookie_header_of"]
@@ -164,11 +165,17 @@ class AuthorizationServicer:
             return self._response(decide(outcome, self._policy, self._validator.hasher, self._tokens), request)
 
 
-def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
-    """Register ``Check``, with a parser that hands a body that is not a CheckRequest on as ``None``."""
+def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server, tracing: Tracing | None = None) -> None:
+    """Register ``Check``, with a parser that hands a body that is not a CheckRequest on as ``None``.
+
+    While tracing, ``Check`` runs in a span continuing the context of Envoy's call, else of the request.
+    """
+    check: Any = servicer.Check
+    if tracing is not None:
+        check = tracing.grpc(check, SERVICE_NAME, "Check", fallback=check_request_headers)
     handlers = {
         "Check": grpc.unary_unary_rpc_method_handler(
-            servicer.Check, request_deserializer=_read, response_serializer=authz.CheckResponse.SerializeToString
+            check, request_deserializer=_read, response_serializer=authz.CheckResponse.SerializeToString
         )
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -51,6 +51,7 @@ from sessionvalidator_service.logs import LogBudget
 from sessionvalidator_service.metrics import Metrics
 from sessionvalidator_service.ratelimit import Identity, identity_of
 from sessionvalidator_service.tokens import NO_KEYS, TokenIssuer
+from sessionvalidator_service.tracing import Tracing
 from sessionvalidator_service.validator import OverloadedError, Validator
 
 __all__ = ["AUTH_PATH", "HEALTH_PATH", "JWKS_PATH", "HttpAuthServer"]
@@ -165,8 +166,10 @@ class HttpAuthServer:
         identify: bool = True,
         limits: HttpLimits | None = None,
         tokens: TokenIssuer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._tokens = tokens
+        self._tracing = tracing
         self.limits = limits or HttpLimits()
         self.open_connections = 0
         self.stopping = False
@@ -259,7 +262,12 @@ class HttpAuthServer:
         path = request.raw_path.partition("?")[0]
         if path == AUTH_PATH or path.startswith(AUTH_PATH + "/"):
             with self._metrics.timed("ForwardAuth"):
-                return await self._check(request)
+                if self._tracing is None:
+                    return await self._check(request)
+                with self._tracing.http(request.method, request.headers) as span:
+                    response = await self._check(request)
+                    span.set_attribute("http.response.status_code", response.status)
+                    return response
         if path == JWKS_PATH and request.method in {"GET", "HEAD"}:
             return self._jwks()
         if path == HEALTH_PATH and request.method in {"GET", "HEAD"}:

@@ -22,10 +22,11 @@ from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.overload import LoopLag
 from sessionvalidator_service.serverkind import kind_named
 from sessionvalidator_service.servicer import SessionValidatorServicer, serialize_response
-from sessionvalidator_service.stores import SessionStore, StoreError, open_store
+from sessionvalidator_service.stores import SessionStore, StoreError, open_store, store_kind
 from sessionvalidator_service.stores.coalesce import CoalescingStore
 from sessionvalidator_service.tls import server_credentials
 from sessionvalidator_service.tokens import TokenError, TokenIssuer, load_keys
+from sessionvalidator_service.tracing import TracedStore, Tracing, tracing_from_env
 from sessionvalidator_service.validator import Validator
 from sessionvalidator_service.wire import read_batch_request, read_request
 
@@ -142,16 +143,24 @@ class ReadinessMonitor:
             await asyncio.sleep(self._interval)
 
 
-def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -> None:
-    """Register the servicer as the generated code does, with lenient request parsing (see wire.py)."""
+def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server, tracing: Tracing | None) -> None:
+    """Register the servicer as the generated code does, with lenient request parsing (see wire.py).
+
+    While tracing, each validating method runs in a span (tracing.py); otherwise as it is.
+    """
+    validate_one: Any = servicer.ValidateSession
+    validate_many: Any = servicer.ValidateSessions
+    if tracing is not None:
+        validate_one = tracing.grpc(validate_one, READINESS_SERVICE, "ValidateSession")
+        validate_many = tracing.grpc(validate_many, READINESS_SERVICE, "ValidateSessions")
     handlers = {
         "ValidateSession": grpc.unary_unary_rpc_method_handler(
-            servicer.ValidateSession,
+            validate_one,
             request_deserializer=read_request,
             response_serializer=serialize_response,
         ),
         "ValidateSessions": grpc.unary_unary_rpc_method_handler(
-            servicer.ValidateSessions,
+            validate_many,
             request_deserializer=read_batch_request,
             response_serializer=pb.ValidateSessionsResponse.SerializeToString,
         ),
@@ -165,11 +174,16 @@ def _add_servicer(servicer: SessionValidatorServicer, server: grpc.aio.Server) -
     server.add_registered_method_handlers(READINESS_SERVICE, handlers)  # type: ignore[attr-defined]  # stubs predate it
 
 
-def default_store(settings: Settings) -> SessionStore:
-    """Build the store ``settings`` name, coalescing concurrent lookups where that is safe."""
+def default_store(settings: Settings, tracing: Tracing | None = None) -> SessionStore:
+    """Build the store ``settings`` name, coalescing concurrent lookups where that is safe.
+
+    While tracing, each round trip is a span: beneath the coalescing, so a shared round trip is one span.
+    """
     store = open_store(settings.store_url, settings.store_options)
+    if tracing is not None:
+        store = TracedStore(store, tracing, store_kind(settings.store_url))
     if settings.coalesce and store.coalescable:
-        return CoalescingStore(store)
+        return CoalescingStore(store, tracing)
     return store
 
 
@@ -191,6 +205,7 @@ class Service:
         loop_lag: LoopLag,
         http: HttpAuthServer | None = None,
         tokens: TokenIssuer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics
         self.settings = settings
@@ -203,6 +218,7 @@ class Service:
         self._monitor_task = monitor_task
         self.http = http
         self.tokens = tokens
+        self.tracing = tracing
         self._loop_lag = loop_lag
 
     @classmethod
@@ -222,9 +238,10 @@ class Service:
         ``reuse_port`` lets several worker processes share the port; a lone
         process refuses to share it, so a second instance fails to bind.
         """
-        store = store if store is not None else default_store(settings)
-        metrics = metrics if metrics is not None else Metrics()
         kind = kind_named(settings.server)
+        tracing = tracing_from_env(os.environ, server_kind=kind.name)
+        store = store if store is not None else default_store(settings, tracing)
+        metrics = metrics if metrics is not None else Metrics()
         loop_lag = LoopLag()
         validator = Validator(
             secrets=settings.secrets,
@@ -236,6 +253,7 @@ class Service:
             max_in_flight=settings.max_in_flight,
             loop_lag=loop_lag,
             store_timeout_s=settings.store_timeout_s,
+            tracing=tracing,
             **({"clock": clock} if clock is not None else {}),
         )
         tokens = TokenIssuer(settings.tokens, load_keys(settings.tokens)) if settings.tokens is not None else None
@@ -248,7 +266,7 @@ class Service:
             identify=settings.rate_limit is not None,
         )
         server = kind.new_server(reuse_port=reuse_port, max_concurrent_streams=settings.max_concurrent_streams)
-        _add_servicer(servicer, server)
+        _add_servicer(servicer, server, tracing)
         peer_header, identify = settings.rate_limit_peer_header, settings.rate_limit is not None
         ext_authz.add_to_server(
             ext_authz.AuthorizationServicer(
@@ -260,6 +278,7 @@ class Service:
                 tokens=tokens,
             ),
             server,
+            tracing,
         )
         health_servicer = HealthServicer()
         # Not ready until the first good ping.
@@ -300,6 +319,7 @@ class Service:
                 identify=identify,
                 limits=settings.http_limits,
                 tokens=tokens,
+                tracing=tracing,
             )
             try:
                 await http.start(settings.http_listen, reuse_port=reuse_port)
@@ -341,6 +361,7 @@ class Service:
             loop_lag=loop_lag,
             http=http,
             tokens=tokens,
+            tracing=tracing,
         )
 
     def reload_secrets(self, env: Mapping[str, str]) -> bool:
@@ -392,6 +413,8 @@ class Service:
                 await self.store.aclose()
         except TimeoutError:
             log.warning("the store's connections did not close in time", extra={"event": "store_close_timeout"})
+        if self.tracing is not None:
+            self.tracing.shutdown()  # exports what is buffered
         log.info("stopped", extra={"event": "stopped"})
 
 

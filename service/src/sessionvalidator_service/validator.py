@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sessionvalidator_service.domain import (
     Credential,
@@ -32,6 +32,9 @@ from sessionvalidator_service.profile import AttributePolicy, Profile, build_pro
 from sessionvalidator_service.ratelimit import BAD_ATTEMPTS, Identity, PeerLimiter, RateLimit
 from sessionvalidator_service.signature import Signer
 from sessionvalidator_service.stores import SessionStore, StoredSession, StoreTimeoutError, UserRecordData
+
+if TYPE_CHECKING:
+    from sessionvalidator_service.tracing import Tracing
 
 __all__ = [
     "MAX_BATCH",
@@ -122,6 +125,7 @@ class Validator:
         loop_lag: LoopLag | None = None,
         store_timeout_s: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tracing: Tracing | None = None,
     ) -> None:
         self._signer = Signer(secrets)
         self._hasher = SessionIdHasher(secrets[0])
@@ -136,6 +140,7 @@ class Validator:
         # A loop this late makes a store timeout the server's fault, not the store's.
         self._late_s = store_timeout_s / 2
         self._clock = clock
+        self._tracing = tracing
         self._logs = LogBudget(log)
         self._cache: dict[bytes, tuple[ParsedSession, Profile | None]] = {}
         self._verified: dict[CredentialInput, Credential] = {}
@@ -361,15 +366,18 @@ class Validator:
                 self._rate_limited(identity)
                 return Outcome(None, _NO_SESSION, retry_after_s=read, scope=identity.scope)
             if read.reason is not None:
-                return self._early(read, identity)
-            (stored,) = await self._sessions([read.session_id or ""])
-            outcome = self._judge(read, stored)
-            if self._needs_record(outcome):
-                assert outcome.user is not None  # noqa: S101 - _needs_record checks
-                (record,) = await self._users([outcome.user.user_id])
-                self._profile(outcome, record)
+                outcome = self._early(read, identity)
             else:
-                self._profile(outcome)
+                (stored,) = await self._sessions([read.session_id or ""])
+                outcome = self._judge(read, stored)
+                if self._needs_record(outcome):
+                    assert outcome.user is not None  # noqa: S101 - _needs_record checks
+                    (record,) = await self._users([outcome.user.user_id])
+                    self._profile(outcome, record)
+                else:
+                    self._profile(outcome)
+            if self._tracing is not None:
+                self._tracing.judged(outcome)
             return outcome
         finally:
             self._in_flight -= 1
@@ -410,6 +418,8 @@ class Validator:
                     self._profile(outcome, record)
             for outcome in done:
                 self._profile(outcome)  # the user object itself, or an id without a record
+            if self._tracing is not None:
+                self._tracing.judged_many(done)
             return done
         finally:
             self._in_flight -= 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from sessionvalidator_service.stores import (
     SessionStore,
@@ -21,6 +22,9 @@ from sessionvalidator_service.stores import (
     StoreUnavailableError,
     UserRecordData,
 )
+
+if TYPE_CHECKING:
+    from sessionvalidator_service.tracing import Tracing
 
 __all__ = ["CoalescingStore"]
 
@@ -31,9 +35,12 @@ _MAX_BATCH = 256
 class CoalescingStore(SessionStore):
     """A store whose ``get_session`` calls share round trips; everything else passes through."""
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: SessionStore, tracing: Tracing | None = None) -> None:
         self._store = store
+        self._tracing = tracing
         self._pending: list[tuple[str, asyncio.Future[StoredSession]]] = []
+        # While tracing: the span context of each pending call, in step with _pending.
+        self._callers: list[Any] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -61,6 +68,8 @@ class CoalescingStore(SessionStore):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoredSession] = loop.create_future()
         self._pending.append((session_id, future))
+        if self._tracing is not None:
+            self._callers.append(self._tracing.caller())
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -69,13 +78,18 @@ class CoalescingStore(SessionStore):
     def _flush(self) -> None:
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
+        callers, self._callers = self._callers, []
         loop = asyncio.get_running_loop()
         for start in range(0, len(pending), _MAX_BATCH):
-            task = loop.create_task(self._lookup(pending[start : start + _MAX_BATCH]))
+            task = loop.create_task(
+                self._lookup(pending[start : start + _MAX_BATCH], callers[start : start + _MAX_BATCH])
+            )
             self._tasks.add(task)  # keep a reference until it is done
             task.add_done_callback(self._tasks.discard)
 
-    async def _lookup(self, batch: list[tuple[str, asyncio.Future[StoredSession]]]) -> None:
+    async def _lookup(self, batch: list[tuple[str, asyncio.Future[StoredSession]]], callers: list[Any]) -> None:
+        if self._tracing is not None:
+            self._tracing.serving(callers)  # this task's store span links to every call it serves
         unique = list(dict.fromkeys(session_id for session_id, _ in batch))
         try:
             results = dict(zip(unique, await self._store.get_sessions(unique), strict=True))
