@@ -25,3 +25,13 @@ def test_native_server_answers_every_vector_like_grpcio(redis_server: RedisServe
             answers[kind] = responses
     assert answers["native"] == answers["grpcio"]
     assert {pb.Verdict.Name(r.verdict) for r in answers["native"]} >= {"VERDICT_VALID", "VERDICT_MISSING"}
+
+
+def test_auto_serves_on_native_without_tls_and_says_why(redis_server: RedisServer) -> None:
+    env = {**CORPUS["settings"], "SESSIONVALIDATOR_REDIS_URL": redis_server.url, "SESSIONVALIDATOR_SERVER": "auto"}
+    with running_validator(env) as validator, grpc.insecure_channel(validator.address) as channel:
+        stub = pb_grpc.SessionValidatorStub(channel)
+        assert stub.ValidateSession(request_of(CORPUS["cases"][0]), timeout=5).verdict != pb.VERDICT_UNSPECIFIED
+        assert validator.output is not None
+        serving = [line for line in validator.output.json_lines() if line.get("event") == "serving"]
+        assert [(line["server"], line["server_reason"]) for line in serving] == [("native", "auto_no_tls")]

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sessionvalidator_service.gateway import GatewayPolicy, HeaderNames
 from sessionvalidator_service.profile import AttributePolicy
 from sessionvalidator_service.ratelimit import RateLimit
-from sessionvalidator_service.serverkind import KINDS
+from sessionvalidator_service.serverkind import AUTO, KINDS
 from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
 from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
@@ -222,8 +222,10 @@ def _tls(env: Mapping[str, str]) -> TlsFiles | None:
 
 def _server(env: Mapping[str, str]) -> str:
     name = (env.get(PREFIX + "SERVER") or "grpcio").strip().lower()
+    if name == AUTO:
+        return name  # resolved at start (serverkind.resolve): native unless TLS or not installed
     if name not in KINDS:
-        raise ConfigError("SERVER", f"must be {' or '.join(KINDS)}, got {name!r}")
+        raise ConfigError("SERVER", f"must be {', '.join(KINDS)} or {AUTO}, got {name!r}")
     kind = KINDS[name]
     if not kind.tls and env.get(PREFIX + "TLS_CERT_FILE"):
         raise ConfigError("SERVER", f"the {name} server has no TLS: use grpcio with SESSIONVALIDATOR_TLS_*")

@@ -20,7 +20,7 @@ from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.http_auth import HttpAuthServer
 from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.overload import LoopLag
-from sessionvalidator_service.serverkind import kind_named
+from sessionvalidator_service.serverkind import resolve
 from sessionvalidator_service.servicer import SessionValidatorServicer, serialize_response
 from sessionvalidator_service.stores import SessionStore, StoreError, open_store
 from sessionvalidator_service.stores.coalesce import CoalescingStore
@@ -224,7 +224,7 @@ class Service:
         """
         store = store if store is not None else default_store(settings)
         metrics = metrics if metrics is not None else Metrics()
-        kind = kind_named(settings.server)
+        kind, why = resolve(settings.server, tls=settings.tls is not None)
         loop_lag = LoopLag()
         validator = Validator(
             secrets=settings.secrets,
@@ -308,6 +308,7 @@ class Service:
                 msg = f"cannot listen on {settings.http_listen}: {exc}"
                 raise OSError(msg) from exc
         await server.start()
+        metrics.serving_on(kind.name, why)
         loop_lag.start()
         metrics.start_flushing()
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
@@ -318,6 +319,7 @@ class Service:
                 "listen": settings.listen,
                 "port": port,
                 "server": kind.name,
+                "server_reason": why,
                 "store_url": redact_url(settings.store_url),
                 "cookie_name": settings.cookie_name,
                 "key_prefix": settings.key_prefix,

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["KINDS", "MAX_CONCURRENT_STREAMS", "ServerKind", "kind_named"]
+__all__ = ["AUTO", "KINDS", "MAX_CONCURRENT_STREAMS", "ServerKind", "kind_named", "resolve"]
 
 # Streams one HTTP/2 connection may have open at once, advertised in SETTINGS:
 # a client over it queues calls instead of opening streams the server cancels.
@@ -77,13 +77,34 @@ KINDS = {
     "native": ServerKind(
         "native",
         tls=False,
-        retry_pushback=False,
+        retry_pushback=True,
         graceful_drain=False,
         install_hint="pip install 'sessionvalidator-service[native]'",
     ),
 }
 
 
+# SESSIONVALIDATOR_SERVER=auto: native whenever it can serve the configuration.
+AUTO = "auto"
+
+
 def kind_named(name: str) -> ServerKind:
     """Return the server kind called ``name`` (``KeyError`` for an unknown one)."""
     return KINDS[name]
+
+
+def resolve(name: str, *, tls: bool) -> tuple[ServerKind, str]:
+    """Return the kind that serves for ``SESSIONVALIDATOR_SERVER=name``, and why (a metric label).
+
+    ``auto`` picks native unless TLS is configured (native has none) or
+    pygrpc-native is not installed; a named kind is served as configured
+    (config.py refuses one that cannot serve the configuration).
+    """
+    if name != AUTO:
+        return KINDS[name], "configured"
+    native = KINDS["native"]
+    if tls:
+        return KINDS["grpcio"], "auto_tls"
+    if not native.available():
+        return KINDS["grpcio"], "auto_native_not_installed"
+    return native, "auto_no_tls"
