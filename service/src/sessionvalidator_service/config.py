@@ -330,6 +330,8 @@ class Settings:
     store_timeout_s: float = 0.1
     max_session_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 10.0
+    # The first part of the grace at SIGTERM: NOT_SERVING, new calls still served (load balancers move away).
+    shutdown_delay_s: float = 3.0
     log_level: int = logging.INFO
     workers: int = 1
     metrics_listen: str | None = None
@@ -420,6 +422,7 @@ class Settings:
             user_key=user_key,
             store_timeout_s=_positive(env, "STORE_TIMEOUT_MS", 100.0, "milliseconds") / 1000.0,
             shutdown_grace_s=_positive(env, "SHUTDOWN_GRACE_S", 10.0, "seconds"),
+            shutdown_delay_s=_whole(env, "SHUTDOWN_DELAY_MS", 3000, 0, 600_000) / 1000.0,
             log_level=logging.getLevelNamesMapping()[level_name],
             workers=workers,
             metrics_listen=_listen(env, "METRICS_LISTEN", default=None),

@@ -78,7 +78,7 @@ KINDS = {
         "native",
         tls=False,
         retry_pushback=True,
-        graceful_drain=False,
+        graceful_drain=True,
         install_hint="pip install 'sessionvalidator-service[native]'",
     ),
 }
