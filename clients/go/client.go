@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -172,11 +173,15 @@ func New(target string, opts ...Option) (*Client, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	dialOptions := append([]grpc.DialOption{
+	dialOptions := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(DefaultServiceConfig),
 		grpc.WithKeepaliveParams(DefaultKeepalive()),
-	}, o.dialOptions...)
+	}
+	if authority := authorityFor(target); authority != "" {
+		dialOptions = append(dialOptions, grpc.WithAuthority(authority))
+	}
+	dialOptions = append(dialOptions, o.dialOptions...)
 	conn, err := grpc.NewClient(withScheme(target), dialOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("sessionvalidator: %w", err)
@@ -229,6 +234,22 @@ func CheckTarget(target string) error {
 // withScheme prefixes "dns:///" to a target that names no resolver scheme.
 // grpc.NewClient does the same today; spelling it out keeps round_robin
 // working even if a program changes gRPC's global default scheme.
+// severalAddresses matches a target naming several addresses (ipv4:a,b or
+// ipv6:a,b) and captures the first.
+var severalAddresses = regexp.MustCompile(`^ipv[46]:(?:///)?([^,]+),`)
+
+// authorityFor is the authority sent for target: its first address when it
+// names several, else "" (the library's default). The default authority of
+// "ipv4:a,b" holds the comma, which the service's native server kind
+// (pygrpc-native) answers INTERNAL on every call
+// (tests/vectors/client_conformance.json, "authority").
+func authorityFor(target string) string {
+	if m := severalAddresses.FindStringSubmatch(target); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
 func withScheme(target string) string {
 	if strings.Contains(target, "://") {
 		return target

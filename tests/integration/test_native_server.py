@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
@@ -35,3 +36,18 @@ def test_auto_serves_on_native_without_tls_and_says_why(redis_server: RedisServe
         assert validator.output is not None
         serving = [line for line in validator.output.json_lines() if line.get("event") == "serving"]
         assert [(line["server"], line["server_reason"]) for line in serving] == [("native", "auto_no_tls")]
+
+
+def test_a_multi_address_target_needs_an_explicit_authority_on_native(redis_server: RedisServer) -> None:
+    """grpc-core's default authority for ``ipv4:a,b`` holds a comma, which pygrpc-native 0.5 resets (INTERNAL)."""
+    env = {**CORPUS["settings"], "SESSIONVALIDATOR_REDIS_URL": redis_server.url, "SESSIONVALIDATOR_SERVER": "native"}
+    request = request_of(CORPUS["cases"][0])
+    with running_validator(env) as validator:
+        target = f"ipv4:{validator.address},{validator.address}"
+        with grpc.insecure_channel(target) as channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=5)
+            assert caught.value.code() is grpc.StatusCode.INTERNAL
+        # What the clients do: name the authority, so the comma never reaches the server.
+        with grpc.insecure_channel(target, options=[("grpc.default_authority", "localhost")]) as channel:
+            assert pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=5).verdict

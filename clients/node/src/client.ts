@@ -186,6 +186,18 @@ export function normalizeTarget(target: string): string {
   return KNOWN_SCHEME.test(target) ? target : `dns:${target}`;
 }
 
+const SEVERAL_ADDRESSES = /^ipv[46]:(?:\/\/\/)?([^,]+),/;
+
+/**
+ * The authority sent for `target`: its first address when it names several
+ * (`ipv4:a,b`, `ipv6:a,b`), else undefined (the library's default, which for
+ * such a target holds the comma that the service's native server kind
+ * answers INTERNAL on every call; tests/vectors/client_conformance.json).
+ */
+export function authorityFor(target: string): string | undefined {
+  return SEVERAL_ADDRESSES.exec(target)?.[1];
+}
+
 function channelCredentials(options: ClientOptions): ChannelCredentials {
   if (options.credentials !== undefined) {
     return options.credentials;
@@ -232,8 +244,10 @@ export class SessionValidatorClient {
       throw new RangeError(`deadlineMs must be positive, got ${deadlineMs}`);
     }
     this.#deadlineMs = deadlineMs;
+    const authority = authorityFor(target);
     this.#grpc = new GrpcSessionValidatorClient(normalizeTarget(target), channelCredentials(options), {
       ...DEFAULT_CHANNEL_OPTIONS,
+      ...(authority === undefined ? {} : { "grpc.default_authority": authority }),
       ...options.channelOptions,
     });
   }

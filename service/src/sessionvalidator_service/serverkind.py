@@ -28,12 +28,15 @@ class ServerKind:
 
     name: str
     tls: bool
-    # Trailers carrying grpc-retry-pushback-ms (pygrpc-native 0.5 never sends
-    # a response whose trailers hold that reserved key: the call hangs).
+    # Trailers carrying grpc-retry-pushback-ms. pygrpc-native 0.5 refuses that
+    # reserved key for the methods it serves natively (ValueError "metadata key
+    # ... is reserved" inside its failure path), and the call then hangs until
+    # the caller's deadline; only its grpcio fallback (generic handlers) sends it.
     retry_pushback: bool
-    # Calls in flight at SIGTERM always finish within the grace period. pygrpc-native
-    # 0.5 was seen closing a connection with calls in flight under load (UNAVAILABLE).
-    graceful_drain: bool = True
+    # SETTINGS_MAX_CONCURRENT_STREAMS is advertised (grpc.max_concurrent_streams).
+    # Without it grpcio CANCELs part of a flood on one connection; pygrpc-native
+    # has no such option and queues the flood instead (tests/abuse).
+    stream_limit: bool
     install_hint: str = ""
 
     def available(self) -> bool:
@@ -56,7 +59,7 @@ class ServerKind:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
-        if self.name == "grpcio" and max_concurrent_streams:
+        if self.stream_limit and max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
         return options
 
@@ -72,14 +75,14 @@ class ServerKind:
 
 
 KINDS = {
-    "grpcio": ServerKind("grpcio", tls=True, retry_pushback=True),
-    # Experimental: HTTP/2 in Rust, outside the GIL. No TLS.
+    "grpcio": ServerKind("grpcio", tls=True, retry_pushback=True, stream_limit=True),
+    # HTTP/2 in Rust, outside the GIL. No TLS.
     "native": ServerKind(
         "native",
         tls=False,
-        retry_pushback=True,
-        graceful_drain=True,
-        install_hint="pip install 'sessionvalidator-service[native]'",
+        retry_pushback=False,
+        stream_limit=False,
+        install_hint="pip install pygrpc-native, a dependency of sessionvalidator-service",
     ),
 }
 

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "SERVICE_CONFIG",
     "ChannelOption",
+    "authority_for",
     "channel_credentials",
     "channel_options",
     "check_target",
@@ -124,10 +125,28 @@ def normalize_target(target: str) -> str:
     return "dns:///" + target
 
 
-def channel_options(extra: Sequence[ChannelOption] = ()) -> list[ChannelOption]:
-    """Return the default channel options, with ``extra`` overriding any of the same name."""
+_SEVERAL_ADDRESSES = re.compile(r"^ipv[46]:(?:///)?([^,]+),")
+
+
+def authority_for(target: str) -> str | None:
+    """Return the authority to send for ``target``: its first address when it names several, else ``None``.
+
+    grpc's default authority for ``ipv4:a,b`` holds the comma, which the
+    service's native server kind (pygrpc-native) answers INTERNAL on every call.
+    """
+    several = _SEVERAL_ADDRESSES.match(target)
+    return several.group(1) if several else None
+
+
+def channel_options(extra: Sequence[ChannelOption] = (), *, target: str = "") -> list[ChannelOption]:
+    """Return the default channel options, with ``extra`` overriding any of the same name.
+
+    For a ``target`` naming several addresses the authority is set (see :func:`authority_for`).
+    """
+    authority = authority_for(target)
+    defaults = (*_DEFAULT_OPTIONS, *((("grpc.default_authority", authority),) if authority else ()))
     overridden = {name for name, _ in extra}
-    return [option for option in _DEFAULT_OPTIONS if option[0] not in overridden] + list(extra)
+    return [option for option in defaults if option[0] not in overridden] + list(extra)
 
 
 def channel_credentials(

@@ -1,5 +1,10 @@
 """A rolling restart under load loses no call: two replicas, each SIGTERMed and restarted in turn.
 
+A measurement rather than a tier (``make bench-rollout`` runs it on both
+server kinds and prints the figures): what it counts depends on timing races
+in the servers' shutdown that a loaded shared machine makes more or less
+frequent, so it runs on its own, not in ``make test``.
+
 The callers are what users run: one channel per caller thread over both
 replicas' addresses with the clients' own service config (round_robin, 3
 attempts on UNAVAILABLE, retry throttling; tests/vectors/client_conformance.json),
