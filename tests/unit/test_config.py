@@ -227,3 +227,13 @@ def test_auto_serves_native_unless_tls_or_not_installed(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "pygrpc_native.aio", None)  # an import of it raises ImportError
     kind, why = resolve("auto", tls=False)
     assert (kind.name, why) == ("grpcio", "auto_native_not_installed")
+
+
+def test_shutdown_delay() -> None:
+    assert Settings.from_env(BASE).shutdown_delay_s == 3.0
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": "0"}).shutdown_delay_s == 0.0
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": "250"}).shutdown_delay_s == 0.25
+    for bad in ("-1", "1.5", "soon"):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": bad})
+        assert caught.value.variable == "SHUTDOWN_DELAY_MS"
