@@ -236,4 +236,4 @@ def test_shutdown_delay() -> None:
     for bad in ("-1", "1.5", "soon"):
         with pytest.raises(ConfigError) as caught:
             Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": bad})
-        assert caught.value.variable == "SHUTDOWN_DELAY_MS"
+        assert caught.value.variable == "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS"
