@@ -145,6 +145,10 @@ proto: venv $(BUF) $(GO_PLUGINS) node-client-deps ## Regenerate Python, Go and T
 	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=$(PY_GEN) \
 	  $(PROTO_FILES)
 
+.PHONY: config-table
+config-table: venv ## Rewrite the README's configuration table from service/.../variables.py (tests/unit/test_variables.py checks it)
+	$(PY) scripts/config-table.py
+
 .PHONY: checkgenerate
 checkgenerate: proto ## make proto, then fail when that changed a committed file under clients/
 	@if [ -n "$$(git status --porcelain -- clients)" ]; then \

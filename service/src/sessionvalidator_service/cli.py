@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sessionvalidator_service.config import PREFIX, ConfigError, Settings, redact_url
+from sessionvalidator_service.config import ConfigError, Settings, redact_url
+from sessionvalidator_service.variables import PREFIX
 
 if TYPE_CHECKING:
     import grpc

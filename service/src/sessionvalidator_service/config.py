@@ -1,4 +1,4 @@
-"""Configuration from ``SESSIONVALIDATOR_*`` environment variables.
+"""Configuration from ``SESSIONVALIDATOR_*`` environment variables (each declared in :mod:`.variables`).
 
 :meth:`Settings.from_env` is a pure function of the mapping it is given, so
 tests pass plain dicts. A bad value raises :class:`ConfigError` naming the
@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from sessionvalidator_service.gateway import GatewayPolicy, HeaderNames
@@ -22,12 +23,14 @@ from sessionvalidator_service.ratelimit import RateLimit
 from sessionvalidator_service.serverkind import AUTO, KINDS
 from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
-from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
+from sessionvalidator_service.variables import PREFIX
+
+if TYPE_CHECKING:  # tokens.py loads PyJWT and cryptography: only when tokens are configured
+    from sessionvalidator_service.tokens import TokenConfig
 from sessionvalidator_service.weak_secrets import weakness
 
 __all__ = ["ConfigError", "HttpLimits", "Settings", "redact_url"]
 
-PREFIX = "SESSIONVALIDATOR_"
 DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_LISTEN = "[::]:50051"
 
@@ -287,6 +290,8 @@ def _gateway(env: Mapping[str, str]) -> GatewayPolicy:
 
 def _tokens(env: Mapping[str, str], attributes: AttributePolicy) -> TokenConfig | None:
     """``SESSIONVALIDATOR_JWT_*``: off unless a signing key file is named; the files must load."""
+    from sessionvalidator_service.tokens import DEFAULT_LIFETIME_S, TokenConfig, TokenError, load_keys
+
     key_file = env.get(PREFIX + "JWT_KEY_FILE") or None
     retired = tuple(p.strip() for p in (env.get(PREFIX + "JWT_RETIRED_KEY_FILES") or "").split(",") if p.strip())
     if key_file is None:

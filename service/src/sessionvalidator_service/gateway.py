@@ -39,14 +39,16 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 
 from sessionvalidator_service.domain import Reason, Verdict
-from sessionvalidator_service.errors import Failure
-from sessionvalidator_service.tokens import TokenIssuer
-from sessionvalidator_service.validator import Outcome
+
+if TYPE_CHECKING:  # types only: config imports this module, and healthcheck imports config
+    from sessionvalidator_service.errors import Failure
+    from sessionvalidator_service.tokens import TokenIssuer
+    from sessionvalidator_service.validator import Outcome
 
 __all__ = [
     "DEFAULT_HEADER_PREFIX",
