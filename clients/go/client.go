@@ -39,7 +39,7 @@ const DefaultTimeout = 150 * time.Millisecond
 // Retries share the call's deadline. The default (grpcio) server answers
 // STORE_TIMEOUT with gRPC retry pushback (no retry: a slow store is slow for
 // every replica), so a hung store shows up as STORE_TIMEOUT after one
-// attempt; the experimental native server kind
+// attempt; the native server kind
 // (SESSIONVALIDATOR_SERVER=native) sends no pushback, so there a
 // STORE_TIMEOUT is retried like any UNAVAILABLE while the deadline allows. A
 // refused connection to the store shows up as STORE_UNAVAILABLE after up to

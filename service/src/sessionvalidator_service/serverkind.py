@@ -1,8 +1,10 @@
 """The one home of the server kind: grpcio's server or pygrpc-native's.
 
-Everything that differs between them is decided here, so an experiment is
-added or removed in one diff: how a server is created and with which
-options, whether it can serve TLS, and whether it can send retry pushback.
+Everything that differs between them is decided here: which kind
+``SESSIONVALIDATOR_SERVER=auto`` picks and why, how a server is created and
+with which options, whether it can serve TLS, send retry pushback or limit
+streams per connection. A test that treats a kind differently asks these
+fields, so the reason lives here.
 Both kinds serve every service the server registers, Envoy's
 ``envoy.service.auth.v3.Authorization`` (ext_authz.py) included
 (tests/fast/test_inprocess_gateway.py runs ``Check`` on each).
