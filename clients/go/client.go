@@ -35,7 +35,11 @@ const DefaultTimeout = 150 * time.Millisecond
 
 // DefaultServiceConfig is the gRPC service config New installs: round_robin
 // over every resolved address, and up to 3 attempts of a ValidateSession call
-// that fails with UNAVAILABLE (the service's own word for "retry me").
+// that fails with UNAVAILABLE (the service's own word for "retry me") or with
+// a CANCELLED the server sent: grpcio's server cancels the calls it has
+// received but not started when it stops (a replica's SIGTERM); the calls
+// are reads, so retrying them elsewhere is safe. A call the caller cancels
+// itself is never retried.
 // Retries share the call's deadline. The default (grpcio) server answers
 // STORE_TIMEOUT with gRPC retry pushback (no retry: a slow store is slow for
 // every replica), so a hung store shows up as STORE_TIMEOUT after one
@@ -61,7 +65,7 @@ const DefaultServiceConfig = `{
       "initialBackoff": "0.01s",
       "maxBackoff": "0.05s",
       "backoffMultiplier": 2,
-      "retryableStatusCodes": ["UNAVAILABLE"]
+      "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]
     }
   }]
 }`

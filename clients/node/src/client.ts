@@ -19,7 +19,9 @@ export const DEFAULT_DEADLINE_MS = 150;
 /**
  * The service config every client uses unless `channelOptions` replaces it:
  * round-robin over every address the name resolves to, and up to 3 attempts
- * (10 ms, then up to 20 ms backoff, capped at 50 ms) on UNAVAILABLE, all
+ * (10 ms, then up to 20 ms backoff, capped at 50 ms) on UNAVAILABLE, or on a
+ * CANCELLED the server sent (grpcio's server cancels the calls it has received
+ * but not started when a replica stops; they are reads, safe to retry), all
  * inside the one per-call deadline. Retry throttling stops retries when most
  * calls fail, so an outage does not triple the load on the validator.
  */
@@ -33,7 +35,7 @@ export const DEFAULT_SERVICE_CONFIG = {
         initialBackoff: "0.01s",
         maxBackoff: "0.05s",
         backoffMultiplier: 2,
-        retryableStatusCodes: ["UNAVAILABLE"],
+        retryableStatusCodes: ["UNAVAILABLE", "CANCELLED"],
       },
     },
   ],

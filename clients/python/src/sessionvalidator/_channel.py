@@ -34,7 +34,9 @@ SERVICE_NAME = "sessionvalidator.v1.SessionValidator"
 DEFAULT_TIMEOUT = 0.15
 
 # Spread calls over every address the name resolves to, and retry UNAVAILABLE
-# (the store or a validator replica could not answer) twice, quickly. Retries
+# (the store or a validator replica could not answer) twice, quickly, as well as
+# a CANCELLED the server sent (grpcio's server cancels the calls it has received
+# but not started when a replica stops; they are reads, safe to retry). Retries
 # happen inside the call's deadline; they never extend it.
 # retryThrottling stops retrying altogether when most calls fail, so an outage
 # does not triple the load on the validators. The same config is in every
@@ -50,7 +52,7 @@ SERVICE_CONFIG: dict[str, Any] = {
                 "initialBackoff": "0.01s",
                 "maxBackoff": "0.05s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
             },
         }
     ],
