@@ -51,3 +51,32 @@ def test_a_multi_address_target_needs_an_explicit_authority_on_native(redis_serv
         # What the clients do: name the authority, so the comma never reaches the server.
         with grpc.insecure_channel(target, options=[("grpc.default_authority", "localhost")]) as channel:
             assert pb_grpc.SessionValidatorStub(channel).ValidateSession(request, timeout=5).verdict
+
+
+def test_pygrpc_native_still_cannot_send_retry_pushback() -> None:
+    """Why serverkind.py says ``retry_pushback=False`` for native: the library refuses the reserved key.
+
+    When this fails, pygrpc-native answers such a call: turn native's retry_pushback on and drop this test.
+    """
+    import asyncio
+
+    import pygrpc_native.aio
+
+    async def fail_with_pushback(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:  # noqa: ARG001
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "slow store", (("grpc-retry-pushback-ms", "-1"),))
+
+    async def call() -> grpc.StatusCode:
+        server = pygrpc_native.aio.server()
+        handlers = {"Call": grpc.unary_unary_rpc_method_handler(fail_with_pushback)}
+        server.add_registered_method_handlers("test.Pushback", handlers)  # served natively, not by its fallback
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await channel.unary_unary("/test.Pushback/Call", None, None)(b"", timeout=1.0)
+            return caught.value.code()
+        finally:
+            await server.stop(0)
+
+    assert asyncio.run(call()) is grpc.StatusCode.DEADLINE_EXCEEDED  # never answered: it hangs
