@@ -379,6 +379,11 @@ test-deploy: test-manifests test-image ## Everything deploy: lock, manifests, ch
 bench-deps: system-deps venv ## redis-server, .venv and bench/requirements.txt (matplotlib, pinned); ghz is built on first use
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 
+.PHONY: bench-rollout
+bench-rollout: system-deps venv ## Rolling restarts under load on both server kinds: calls lost after the clients' retries (tests/rollout; target 0)
+	grpcio=0; $(PY) -m pytest tests/rollout -s || grpcio=$$?; \
+	SESSIONVALIDATOR_TEST_SERVER=native $(PY) -m pytest tests/rollout -s && exit $$grpcio
+
 .PHONY: load
 load: venv ## ghz (pinned, via reflection) against a running service, e.g. SESSIONVALIDATOR_RATE_LIMIT=off make run
 	$(PY) bench/load.py

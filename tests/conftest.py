@@ -4,9 +4,9 @@ Tiers (README, Development):
 
 * fast: tests/unit and tests/fast, in-process, no redis-server (``make test-fast``);
 * integration: tests/integration, tests/parity and the short fuzz runs in tests/fuzz, against real processes;
-* abuse (tests/abuse), faults (tests/faults), topologies (tests/topologies), gateways (tests/gateways) and timing
-  (tests/timing): marked by directory and left out of a bare ``pytest``; each runs from its own make target, or
-  when asked for by a path inside its directory or by ``-m <marker>``.
+* abuse (tests/abuse), faults (tests/faults), topologies (tests/topologies), gateways (tests/gateways), timing
+  (tests/timing) and rollout (tests/rollout): marked by directory and left out of a bare ``pytest``; each runs from
+  its own make target, or when asked for by a path inside its directory or by ``-m <marker>``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ TIERS = {
     "topologies": ROOT / "tests" / "topologies",
     "gateways": ROOT / "tests" / "gateways",
     "timing": ROOT / "tests" / "timing",
+    "rollout": ROOT / "tests" / "rollout",
 }
 
 

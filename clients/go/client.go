@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -34,11 +35,15 @@ const DefaultTimeout = 150 * time.Millisecond
 
 // DefaultServiceConfig is the gRPC service config New installs: round_robin
 // over every resolved address, and up to 3 attempts of a ValidateSession call
-// that fails with UNAVAILABLE (the service's own word for "retry me").
+// that fails with UNAVAILABLE (the service's own word for "retry me") or with
+// a CANCELLED the server sent: grpcio's server cancels the calls it has
+// received but not started when it stops (a replica's SIGTERM); the calls
+// are reads, so retrying them elsewhere is safe. A call the caller cancels
+// itself is never retried.
 // Retries share the call's deadline. The default (grpcio) server answers
 // STORE_TIMEOUT with gRPC retry pushback (no retry: a slow store is slow for
 // every replica), so a hung store shows up as STORE_TIMEOUT after one
-// attempt; the experimental native server kind
+// attempt; the native server kind
 // (SESSIONVALIDATOR_SERVER=native) sends no pushback, so there a
 // STORE_TIMEOUT is retried like any UNAVAILABLE while the deadline allows. A
 // refused connection to the store shows up as STORE_UNAVAILABLE after up to
@@ -60,7 +65,7 @@ const DefaultServiceConfig = `{
       "initialBackoff": "0.01s",
       "maxBackoff": "0.05s",
       "backoffMultiplier": 2,
-      "retryableStatusCodes": ["UNAVAILABLE"]
+      "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]
     }
   }]
 }`
@@ -172,11 +177,15 @@ func New(target string, opts ...Option) (*Client, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	dialOptions := append([]grpc.DialOption{
+	dialOptions := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(DefaultServiceConfig),
 		grpc.WithKeepaliveParams(DefaultKeepalive()),
-	}, o.dialOptions...)
+	}
+	if authority := authorityFor(target); authority != "" {
+		dialOptions = append(dialOptions, grpc.WithAuthority(authority))
+	}
+	dialOptions = append(dialOptions, o.dialOptions...)
 	conn, err := grpc.NewClient(withScheme(target), dialOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("sessionvalidator: %w", err)
@@ -229,6 +238,22 @@ func CheckTarget(target string) error {
 // withScheme prefixes "dns:///" to a target that names no resolver scheme.
 // grpc.NewClient does the same today; spelling it out keeps round_robin
 // working even if a program changes gRPC's global default scheme.
+// severalAddresses matches a target naming several addresses (ipv4:a,b or
+// ipv6:a,b) and captures the first.
+var severalAddresses = regexp.MustCompile(`^ipv[46]:(?:///)?([^,]+),`)
+
+// authorityFor is the authority sent for target: its first address when it
+// names several, else "" (the library's default). The default authority of
+// "ipv4:a,b" holds the comma, which the service's native server kind
+// (pygrpc-native) answers INTERNAL on every call
+// (tests/vectors/client_conformance.json, "authority").
+func authorityFor(target string) string {
+	if m := severalAddresses.FindStringSubmatch(target); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
 func withScheme(target string) string {
 	if strings.Contains(target, "://") {
 		return target

@@ -30,7 +30,9 @@ type conformance struct {
 		TimeMS    int `json:"time_ms"`
 		TimeoutMS int `json:"timeout_ms"`
 	} `json:"keepalive"`
-	Targets struct {
+	// Authority is checked by TestAuthorityFor (scheme_internal_test.go: authorityFor is unexported).
+	Authority json.RawMessage `json:"authority"`
+	Targets   struct {
 		Comment  string   `json:"comment"`
 		Schemes  []string `json:"schemes"`
 		Accepted []string `json:"accepted"`

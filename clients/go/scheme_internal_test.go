@@ -1,6 +1,10 @@
 package sessionvalidator
 
-import "testing"
+import (
+	"encoding/json"
+	"os"
+	"testing"
+)
 
 func TestWithScheme(t *testing.T) {
 	for target, want := range map[string]string{
@@ -17,6 +21,36 @@ func TestWithScheme(t *testing.T) {
 	} {
 		if got := withScheme(target); got != want {
 			t.Errorf("withScheme(%q) = %q, want %q", target, got, want)
+		}
+	}
+}
+
+func TestAuthorityFor(t *testing.T) {
+	raw, err := os.ReadFile("../../tests/vectors/client_conformance.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vectors struct {
+		Authority struct {
+			Cases []struct {
+				Target    string  `json:"target"`
+				Authority *string `json:"authority"`
+			} `json:"cases"`
+		} `json:"authority"`
+	}
+	if err := json.Unmarshal(raw, &vectors); err != nil {
+		t.Fatal(err)
+	}
+	if len(vectors.Authority.Cases) == 0 {
+		t.Fatal("no authority cases")
+	}
+	for _, c := range vectors.Authority.Cases {
+		want := ""
+		if c.Authority != nil {
+			want = *c.Authority
+		}
+		if got := authorityFor(c.Target); got != want {
+			t.Errorf("authorityFor(%q) = %q, want %q", c.Target, got, want)
 		}
 	}
 }

@@ -72,3 +72,25 @@ def test_shutdown_turns_every_service_not_serving(loop_thread: LoopThread) -> No
         assert next(responses).status == NOT_SERVING
         responses.cancel()  # the stream is what shutdown waits for
         stopping.result(10)
+
+
+def test_shutdown_delay_serves_new_calls_while_not_serving_then_refuses_them(loop_thread: LoopThread) -> None:
+    running = start(loop_thread, CORPUS["settings"], MemoryStore())
+    delay = 1.0
+    with grpc.insecure_channel(running.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_for(health, SERVING, 2.0)
+        stopping = asyncio.run_coroutine_threadsafe(running.service.stop(delay_s=delay), loop_thread.loop)
+        began = time.monotonic()
+        wait_for(health, NOT_SERVING, 0.5)  # at once
+        # Still served: a new call on this connection, and on a new one.
+        check = health_pb2.HealthCheckRequest(service=READINESS_SERVICE)
+        assert health.Check(check, timeout=2).status == NOT_SERVING
+        with grpc.insecure_channel(running.address) as fresh:
+            assert health_pb2_grpc.HealthStub(fresh).Check(check, timeout=2).status == NOT_SERVING
+        assert time.monotonic() - began < delay, "the machine was too slow to check within the delay"
+        stopping.result(10)
+        assert time.monotonic() - began >= delay
+        with pytest.raises(grpc.RpcError) as caught:
+            health.Check(check, timeout=2)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE

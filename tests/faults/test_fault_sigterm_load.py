@@ -27,7 +27,7 @@ from tests.faults.support import (
     new_channel,
     tampered,
 )
-from tests.support.processes import RedisServer, running_validator, server_kind
+from tests.support.processes import RedisServer, running_validator
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +56,6 @@ def judge(outcomes: list[Outcome], by_key: dict[str, Cookie], seen: dict[str, fl
     )
 
 
-@pytest.mark.skipif(
-    not server_kind().graceful_drain, reason="this server kind does not always drain calls in flight (serverkind.py)"
-)
 def test_sigterm_under_load_drains_every_call_in_hand(redis_server: RedisServer) -> None:
     valid = mint_cookies(redis_server, 1000)
     warm_cookies = mint_cookies(redis_server, 3, tag="warm")

@@ -11,7 +11,7 @@ import pytest
 
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from tests.integration.conftest import CORPUS
-from tests.support.processes import RedisServer, ValidatorProcess, free_port, running_validator
+from tests.support.processes import RedisServer, ValidatorProcess, free_port, running_validator, server_kind
 from tests.support.vectors import request_of
 
 
@@ -76,6 +76,7 @@ def test_metrics_count_verdicts_secrets_latency_and_readiness(redis_server: Redi
             CORPUS["cases"]
         )
         assert samples["sessionvalidator_ready"] == 1
+        assert samples[f'sessionvalidator_server_kind{{kind="{server_kind().name}",reason="configured"}}'] == 1
         redis_server.stop()
         with grpc.insecure_channel(validator.address) as channel:
             case = next(c for c in CORPUS["cases"] if c["name"] == "valid_scalar_user")
@@ -119,6 +120,7 @@ def test_workers_serve_merged_metrics(redis_server: RedisServer) -> None:
             time.sleep(0.1)
         assert count(samples, "VALID", "session_active") == want
         assert samples["sessionvalidator_ready"] == 1
+        assert samples[f'sessionvalidator_server_kind{{kind="{server_kind().name}",reason="configured"}}'] == 1
         assert validator.terminate(timeout=20) == 0
     finally:
         validator.close()

@@ -328,7 +328,14 @@ class ValidatorProcess:
     """``python -m sessionvalidator_service serve`` on 127.0.0.1:0."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = {**os.environ, "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0", **server_kind_env(), **env}
+        # No shutdown delay unless a test asks for one: SIGTERM goes straight to draining.
+        self.env = {
+            **os.environ,
+            "SESSIONVALIDATOR_LISTEN": "127.0.0.1:0",
+            "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": "0",
+            **server_kind_env(),
+            **env,
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.output: LineReader | None = None

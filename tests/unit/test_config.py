@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sessionvalidator_service.config import ConfigError, Settings, redact_url
+from sessionvalidator_service.serverkind import resolve
 
 BASE = {"SESSIONVALIDATOR_SECRETS": "a-secret-that-is-long-enough-000000"}
 
@@ -203,7 +204,8 @@ def test_tls_settings(tmp_path: Path) -> None:
 def test_server_kind(tmp_path: Path) -> None:
     assert Settings.from_env(BASE).server == "grpcio"
     assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "native"}).server == "native"
-    with pytest.raises(ConfigError, match="grpcio or native"):
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": " Auto "}).server == "auto"
+    with pytest.raises(ConfigError, match="grpcio, native or auto"):
         Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "fast"})
     (tmp_path / "c.pem").write_text("x", encoding="ascii")
     tls = {
@@ -212,3 +214,26 @@ def test_server_kind(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match="no TLS"):
         Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "native", **tls})
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SERVER": "auto", **tls}).server == "auto"
+
+
+def test_auto_serves_native_unless_tls_or_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [(kind.name, why) for kind, why in (resolve("auto", tls=False), resolve("auto", tls=True))] == [
+        ("native", "auto_no_tls"),
+        ("grpcio", "auto_tls"),
+    ]
+    assert [resolve(name, tls=False)[0].name for name in ("grpcio", "native")] == ["grpcio", "native"]
+    assert resolve("grpcio", tls=True)[1] == "configured"
+    monkeypatch.setitem(sys.modules, "pygrpc_native.aio", None)  # an import of it raises ImportError
+    kind, why = resolve("auto", tls=False)
+    assert (kind.name, why) == ("grpcio", "auto_native_not_installed")
+
+
+def test_shutdown_delay() -> None:
+    assert Settings.from_env(BASE).shutdown_delay_s == 3.0
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": "0"}).shutdown_delay_s == 0.0
+    assert Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": "250"}).shutdown_delay_s == 0.25
+    for bad in ("-1", "1.5", "soon"):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({**BASE, "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS": bad})
+        assert caught.value.variable == "SESSIONVALIDATOR_SHUTDOWN_DELAY_MS"

@@ -19,7 +19,9 @@ export const DEFAULT_DEADLINE_MS = 150;
 /**
  * The service config every client uses unless `channelOptions` replaces it:
  * round-robin over every address the name resolves to, and up to 3 attempts
- * (10 ms, then up to 20 ms backoff, capped at 50 ms) on UNAVAILABLE, all
+ * (10 ms, then up to 20 ms backoff, capped at 50 ms) on UNAVAILABLE, or on a
+ * CANCELLED the server sent (grpcio's server cancels the calls it has received
+ * but not started when a replica stops; they are reads, safe to retry), all
  * inside the one per-call deadline. Retry throttling stops retries when most
  * calls fail, so an outage does not triple the load on the validator.
  */
@@ -33,7 +35,7 @@ export const DEFAULT_SERVICE_CONFIG = {
         initialBackoff: "0.01s",
         maxBackoff: "0.05s",
         backoffMultiplier: 2,
-        retryableStatusCodes: ["UNAVAILABLE"],
+        retryableStatusCodes: ["UNAVAILABLE", "CANCELLED"],
       },
     },
   ],
@@ -186,6 +188,18 @@ export function normalizeTarget(target: string): string {
   return KNOWN_SCHEME.test(target) ? target : `dns:${target}`;
 }
 
+const SEVERAL_ADDRESSES = /^ipv[46]:(?:\/\/\/)?([^,]+),/;
+
+/**
+ * The authority sent for `target`: its first address when it names several
+ * (`ipv4:a,b`, `ipv6:a,b`), else undefined (the library's default, which for
+ * such a target holds the comma that the service's native server kind
+ * answers INTERNAL on every call; tests/vectors/client_conformance.json).
+ */
+export function authorityFor(target: string): string | undefined {
+  return SEVERAL_ADDRESSES.exec(target)?.[1];
+}
+
 function channelCredentials(options: ClientOptions): ChannelCredentials {
   if (options.credentials !== undefined) {
     return options.credentials;
@@ -232,8 +246,10 @@ export class SessionValidatorClient {
       throw new RangeError(`deadlineMs must be positive, got ${deadlineMs}`);
     }
     this.#deadlineMs = deadlineMs;
+    const authority = authorityFor(target);
     this.#grpc = new GrpcSessionValidatorClient(normalizeTarget(target), channelCredentials(options), {
       ...DEFAULT_CHANNEL_OPTIONS,
+      ...(authority === undefined ? {} : { "grpc.default_authority": authority }),
       ...options.channelOptions,
     });
   }

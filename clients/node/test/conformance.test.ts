@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { describe, test } from "node:test";
+import { authorityFor } from "../src/client";
 import { type SessionUserOptions, sessionUser } from "../src/express";
 import {
   checkTarget,
@@ -33,6 +34,7 @@ interface Conformance {
   default_timeout_ms: number;
   keepalive: { time_ms: number; timeout_ms: number };
   targets: { schemes: string[]; accepted: string[]; refused: string[] };
+  authority: { cases: { target: string; authority: string | null }[] };
   header_text: { cases: { name: string; vector?: string; text?: string; verdict?: string; refused?: boolean }[] };
   middleware: { bodies: Record<string, Record<string, string>>; cases: MiddlewareCase[] };
 }
@@ -49,6 +51,14 @@ describe("client conformance", () => {
     assert.equal(DEFAULT_DEADLINE_MS, c.default_timeout_ms);
     assert.equal(DEFAULT_CHANNEL_OPTIONS["grpc.keepalive_time_ms"], c.keepalive.time_ms);
     assert.equal(DEFAULT_CHANNEL_OPTIONS["grpc.keepalive_timeout_ms"], c.keepalive.timeout_ms);
+  });
+
+  test("authority: a target naming several addresses sends its first one", () => {
+    const cases = load().authority.cases;
+    assert.ok(cases.length > 0);
+    for (const c of cases) {
+      assert.equal(authorityFor(c.target) ?? null, c.authority, c.target);
+    }
   });
 
   test("targets: accepted ones pass, malformed ones are refused at construction", () => {

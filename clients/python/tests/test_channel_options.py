@@ -62,7 +62,7 @@ def test_default_channel_options() -> None:
         "initialBackoff": "0.01s",
         "maxBackoff": "0.05s",
         "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
+        "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
     }
     # The service name must be the one in the contract, or the policy silently applies to nothing.
     assert pb.DESCRIPTOR.services_by_name["SessionValidator"].full_name == method["name"][0]["service"]

@@ -19,7 +19,13 @@ from starlette.routing import Route
 from test_asgi_middleware import get, serving
 
 from sessionvalidator import DEFAULT_TIMEOUT, AsyncClient, Client, SessionValidatorMiddleware
-from sessionvalidator._channel import KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, SERVICE_CONFIG, channel_options
+from sessionvalidator._channel import (
+    KEEPALIVE_TIME_MS,
+    KEEPALIVE_TIMEOUT_MS,
+    SERVICE_CONFIG,
+    authority_for,
+    channel_options,
+)
 from sessionvalidator._channel import check_target as check
 
 CONFORMANCE = "SESSIONVALIDATOR_TEST_CONFORMANCE"
@@ -50,6 +56,17 @@ def test_defaults() -> None:
     assert json.loads(dict(channel_options())["grpc.service_config"]) == c["service_config"]
     assert round(DEFAULT_TIMEOUT * 1000) == c["default_timeout_ms"]
     assert (c["keepalive"]["time_ms"], c["keepalive"]["timeout_ms"]) == (KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS)
+
+
+def test_authority() -> None:
+    for case in _load()["authority"]["cases"]:
+        assert authority_for(case["target"]) == case["authority"], case
+        options = dict(channel_options(target=case["target"]))
+        assert options.get("grpc.default_authority") == case["authority"], case
+        assert (
+            dict(channel_options([("grpc.default_authority", "mine")], target=case["target"]))["grpc.default_authority"]
+            == "mine"
+        )
 
 
 def test_targets() -> None:

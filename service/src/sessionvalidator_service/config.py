@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sessionvalidator_service.gateway import GatewayPolicy, HeaderNames
 from sessionvalidator_service.profile import AttributePolicy
 from sessionvalidator_service.ratelimit import RateLimit
-from sessionvalidator_service.serverkind import KINDS
+from sessionvalidator_service.serverkind import AUTO, KINDS
 from sessionvalidator_service.stores import StoreOptions, check_url
 from sessionvalidator_service.tls import TlsFiles
 from sessionvalidator_service.variables import PREFIX
@@ -225,8 +225,10 @@ def _tls(env: Mapping[str, str]) -> TlsFiles | None:
 
 def _server(env: Mapping[str, str]) -> str:
     name = (env.get(PREFIX + "SERVER") or "grpcio").strip().lower()
+    if name == AUTO:
+        return name  # resolved at start (serverkind.resolve): native unless TLS or not installed
     if name not in KINDS:
-        raise ConfigError("SERVER", f"must be {' or '.join(KINDS)}, got {name!r}")
+        raise ConfigError("SERVER", f"must be {', '.join(KINDS)} or {AUTO}, got {name!r}")
     kind = KINDS[name]
     if not kind.tls and env.get(PREFIX + "TLS_CERT_FILE"):
         raise ConfigError("SERVER", f"the {name} server has no TLS: use grpcio with SESSIONVALIDATOR_TLS_*")
@@ -333,6 +335,8 @@ class Settings:
     store_timeout_s: float = 0.1
     max_session_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 10.0
+    # The first part of the grace at SIGTERM: NOT_SERVING, new calls still served (load balancers move away).
+    shutdown_delay_s: float = 3.0
     log_level: int = logging.INFO
     workers: int = 1
     metrics_listen: str | None = None
@@ -423,6 +427,7 @@ class Settings:
             user_key=user_key,
             store_timeout_s=_positive(env, "STORE_TIMEOUT_MS", 100.0, "milliseconds") / 1000.0,
             shutdown_grace_s=_positive(env, "SHUTDOWN_GRACE_S", 10.0, "seconds"),
+            shutdown_delay_s=_whole(env, "SHUTDOWN_DELAY_MS", 3000, 0, 600_000) / 1000.0,
             log_level=logging.getLevelNamesMapping()[level_name],
             workers=workers,
             metrics_listen=_listen(env, "METRICS_LISTEN", default=None),

@@ -176,12 +176,23 @@ class Metrics:
             multiprocess_mode="livemin",
             registry=registry,
         )
+        self._server_kind = Gauge(
+            "sessionvalidator_server_kind",
+            "1 for the server kind that serves (grpcio or native) and why (configured, or auto's reason).",
+            ["kind", "reason"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
         self._secret_reloads = Counter(
             "sessionvalidator_secret_reloads",
             "SIGHUP reloads of the secrets, by result.",
             ["result"],
             registry=registry,
         )
+
+    def serving_on(self, kind: str, reason: str) -> None:
+        """Record which server kind serves, and why."""
+        self._server_kind.labels(kind, reason).set(1)
 
     def start_flushing(self, interval_s: float = 1.0) -> None:
         """Flush once every ``interval_s`` on the running loop (workers' merged metrics read only what is flushed)."""

@@ -20,7 +20,7 @@ from sessionvalidator_service.config import ConfigError, Settings, redact_url
 from sessionvalidator_service.http_auth import HttpAuthServer
 from sessionvalidator_service.metrics import Metrics, serve_metrics
 from sessionvalidator_service.overload import LoopLag
-from sessionvalidator_service.serverkind import kind_named
+from sessionvalidator_service.serverkind import resolve
 from sessionvalidator_service.servicer import SessionValidatorServicer, serialize_response
 from sessionvalidator_service.stores import SessionStore, StoreError, open_store, store_kind
 from sessionvalidator_service.stores.coalesce import CoalescingStore
@@ -238,7 +238,7 @@ class Service:
         ``reuse_port`` lets several worker processes share the port; a lone
         process refuses to share it, so a second instance fails to bind.
         """
-        kind = kind_named(settings.server)
+        kind, why = resolve(settings.server, tls=settings.tls is not None)
         tracing = tracing_from_env(os.environ, server_kind=kind.name)
         store = store if store is not None else default_store(settings, tracing)
         metrics = metrics if metrics is not None else Metrics()
@@ -328,6 +328,7 @@ class Service:
                 msg = f"cannot listen on {settings.http_listen}: {exc}"
                 raise OSError(msg) from exc
         await server.start()
+        metrics.serving_on(kind.name, why)
         loop_lag.start()
         metrics.start_flushing()
         task = asyncio.get_running_loop().create_task(monitor.run(), name="readiness-monitor")
@@ -338,6 +339,7 @@ class Service:
                 "listen": settings.listen,
                 "port": port,
                 "server": kind.name,
+                "server_reason": why,
                 "store_url": redact_url(settings.store_url),
                 "cookie_name": settings.cookie_name,
                 "key_prefix": settings.key_prefix,
@@ -390,10 +392,16 @@ class Service:
         log.info("secrets reloaded", extra={"event": "secrets_reloaded", "secrets": len(fresh.secrets)})
         return True
 
-    async def stop(self) -> None:
-        """Drain: NOT_SERVING everywhere, refuse new calls, finish in-flight ones."""
+    async def stop(self, *, delay_s: float = 0.0) -> None:
+        """Drain: NOT_SERVING everywhere at once, then refuse new calls and finish in-flight ones.
+
+        For ``delay_s`` (at most half the grace) new calls are still served
+        while load balancers and clients watching health move away; calls in
+        flight then have the rest of the grace.
+        """
         grace = self.settings.shutdown_grace_s
-        log.info("shutting down", extra={"event": "shutdown", "grace_s": grace})
+        delay = min(delay_s, grace / 2)
+        log.info("shutting down", extra={"event": "shutdown", "grace_s": grace, "delay_s": delay})
         await self.health.enter_graceful_shutdown()
         # A cancellation that lands while the store client is timing out a
         # ping can be turned into that timeout by the client library, and the
@@ -402,6 +410,9 @@ class Service:
         self._monitor.stop()
         self._monitor_task.cancel()
         await asyncio.wait({self._monitor_task}, timeout=1.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        grace -= delay
         if self.http is not None:
             await asyncio.gather(self.http.stop(grace), self.server.stop(grace))
         else:
@@ -425,9 +436,16 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         # A lone process serves its own metrics; workers' supervisor serves theirs merged.
         serve_metrics(settings.metrics_listen)
     stop = asyncio.Event()
+    signals: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        signals.append(signum)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, service.reload_secrets, os.environ)
     await stop.wait()
-    await service.stop()
+    # An orchestrator's SIGTERM keeps serving through the delay; an operator's Ctrl-C (SIGINT) does not wait.
+    await service.stop(delay_s=settings.shutdown_delay_s if signals[0] == signal.SIGTERM else 0.0)

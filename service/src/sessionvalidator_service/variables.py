@@ -155,6 +155,15 @@ VARIABLES: tuple[Variable, ...] = (
         "how long in-flight calls may run after SIGTERM",
     ),
     Variable(
+        ("SHUTDOWN_DELAY_MS",),
+        "`3000`",
+        (
+            "the first part of that grace (at most half of it): after SIGTERM, readiness is `NOT_SERVING` at once but "
+            "new calls are still served this long, so load balancers and health-watching clients move away first; "
+            "`0` drains at once. SIGINT does not wait"
+        ),
+    ),
+    Variable(
         ("LOG_LEVEL",),
         "`INFO`",
         "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`",
@@ -236,8 +245,12 @@ VARIABLES: tuple[Variable, ...] = (
         ("SERVER",),
         "`grpcio`",
         (
-            "`native` serves the same services with [pygrpc-native](https://pypi.org/project/pygrpc-native/) "
-            "(HTTP/2 in Rust, outside the GIL): opt-in, see [Server kinds](#server-kinds)"
+            "`grpcio`, `native` or `auto`. `native` serves the same services with "
+            "[pygrpc-native](https://pypi.org/project/pygrpc-native/) (HTTP/2 in Rust, outside the GIL; no TLS: asking "
+            "for it with `SESSIONVALIDATOR_TLS_*` is a start-up error); `auto` picks `native` unless TLS is configured "
+            "or pygrpc-native is not installed. The `serving` log line (`server`, `server_reason`) and the "
+            "`sessionvalidator_server_kind{kind,reason}` gauge say which serves and why; see "
+            "[Server kinds](#server-kinds)"
         ),
     ),
     Variable(

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "SERVICE_CONFIG",
     "ChannelOption",
+    "authority_for",
     "channel_credentials",
     "channel_options",
     "check_target",
@@ -33,7 +34,9 @@ SERVICE_NAME = "sessionvalidator.v1.SessionValidator"
 DEFAULT_TIMEOUT = 0.15
 
 # Spread calls over every address the name resolves to, and retry UNAVAILABLE
-# (the store or a validator replica could not answer) twice, quickly. Retries
+# (the store or a validator replica could not answer) twice, quickly, as well as
+# a CANCELLED the server sent (grpcio's server cancels the calls it has received
+# but not started when a replica stops; they are reads, safe to retry). Retries
 # happen inside the call's deadline; they never extend it.
 # retryThrottling stops retrying altogether when most calls fail, so an outage
 # does not triple the load on the validators. The same config is in every
@@ -49,7 +52,7 @@ SERVICE_CONFIG: dict[str, Any] = {
                 "initialBackoff": "0.01s",
                 "maxBackoff": "0.05s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
             },
         }
     ],
@@ -124,10 +127,28 @@ def normalize_target(target: str) -> str:
     return "dns:///" + target
 
 
-def channel_options(extra: Sequence[ChannelOption] = ()) -> list[ChannelOption]:
-    """Return the default channel options, with ``extra`` overriding any of the same name."""
+_SEVERAL_ADDRESSES = re.compile(r"^ipv[46]:(?:///)?([^,]+),")
+
+
+def authority_for(target: str) -> str | None:
+    """Return the authority to send for ``target``: its first address when it names several, else ``None``.
+
+    grpc's default authority for ``ipv4:a,b`` holds the comma, which the
+    service's native server kind (pygrpc-native) answers INTERNAL on every call.
+    """
+    several = _SEVERAL_ADDRESSES.match(target)
+    return several.group(1) if several else None
+
+
+def channel_options(extra: Sequence[ChannelOption] = (), *, target: str = "") -> list[ChannelOption]:
+    """Return the default channel options, with ``extra`` overriding any of the same name.
+
+    For a ``target`` naming several addresses the authority is set (see :func:`authority_for`).
+    """
+    authority = authority_for(target)
+    defaults = (*_DEFAULT_OPTIONS, *((("grpc.default_authority", authority),) if authority else ()))
     overridden = {name for name, _ in extra}
-    return [option for option in _DEFAULT_OPTIONS if option[0] not in overridden] + list(extra)
+    return [option for option in defaults if option[0] not in overridden] + list(extra)
 
 
 def channel_credentials(

@@ -48,7 +48,7 @@ class _Settings:
             private_key=private_key,
             credentials=credentials,
         )
-        self.options = channel_options(options)
+        self.options = channel_options(options, target=self.target)
 
     def deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else check_timeout(timeout)
