@@ -23,13 +23,15 @@ COPY ${WHEELHOUSE} /wheelhouse
 # Every package pinned with its hashes (requirements/*.lock, from `make lock`).
 # /opt/build holds the build backend only; /opt/venv gets no pip at all.
 COPY requirements/runtime.lock requirements/build.lock /src/requirements/
+COPY scripts/reinstall-otel-proto.sh /src/scripts/
 RUN set -eu; \
     if [ "$PIP_OFFLINE" = 1 ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi; \
     python -m venv /opt/build; \
     /opt/build/bin/pip install --require-hashes --only-binary=:all: -r /src/requirements/build.lock; \
     python -m venv --without-pip /opt/venv; \
     /opt/build/bin/pip --python /opt/venv/bin/python install --no-compile --require-hashes --only-binary=:all: \
-      -r /src/requirements/runtime.lock
+      -r /src/requirements/runtime.lock; \
+    /src/scripts/reinstall-otel-proto.sh /opt/build/bin/pip --python /opt/venv/bin/python
 # The application after its dependencies: a code change does not rebuild them.
 COPY clients/python /src/clients/python
 COPY service/pyproject.toml /src/service/pyproject.toml

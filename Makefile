@@ -48,9 +48,10 @@ test-fast: venv ## The fast tier, in-process, no redis-server or Node: tests/uni
 # ---------------------------------------------------------------- set-up
 ##@ Set-up (make test and make run do it for you)
 
-$(VENV)/.stamp: requirements/runtime.txt requirements/dev.txt service/pyproject.toml clients/python/pyproject.toml
+$(VENV)/.stamp: requirements/runtime.txt requirements/runtime.lock requirements/dev.txt service/pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.txt
+	scripts/reinstall-otel-proto.sh $(PY) -m pip -q --disable-pip-version-check
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e clients/python -e service
 	@touch $@
 

@@ -310,6 +310,10 @@ def test_the_image_holds_no_compiler_pip_cache_or_tests() -> None:
     assert no_pip.returncode != 0, "pip is importable in the image's venv"
     native = podman("run", "--rm", "--network", "host", IMAGE_ENTRY_PYTHON, IMAGE, "-c", "import pygrpc_native")
     assert native.returncode == 0
+    # Tracing's exporter finds its protos: xds-protos ships an older copy under the same module paths
+    # (scripts/reinstall-otel-proto.sh puts opentelemetry-proto's back).
+    otlp = "import opentelemetry.exporter.otlp.proto.http.trace_exporter, envoy.service.auth.v3.external_auth_pb2"
+    assert podman("run", "--rm", "--network", "host", IMAGE_ENTRY_PYTHON, IMAGE, "-c", otlp).returncode == 0
 
     size = int(image_config()["Size"])
     venv = podman("run", "--rm", "--network", "host", "--entrypoint", "du", IMAGE, "-sb", "/opt/venv").stdout
