@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,6 +97,11 @@ class Response:
             if k.lower() == name.lower():
                 return v
         return None
+
+
+def protected() -> str:
+    """A fresh protected path, so calls to it can be counted."""
+    return f"/api/{uuid.uuid4().hex}"
 
 
 def request(

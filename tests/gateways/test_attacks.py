@@ -21,7 +21,7 @@ import pytest
 
 from sessionvalidator_service.gateway import DEFAULT_HEADER_PREFIX, HeaderNames
 from tests.gateways.conftest import SECRET, Stack, mint_forged
-from tests.gateways.support import GATEWAYS, Gateway, Response, request
+from tests.gateways.support import GATEWAYS, Gateway, Response, protected, request
 from tests.support.processes import ROOT, RedisServer, running_validator
 
 NAMES = HeaderNames.with_prefix(DEFAULT_HEADER_PREFIX).all
@@ -55,10 +55,6 @@ def identity_headers(response: Response) -> dict[str, list[str]]:
         if IDENTITY_LIKE.match(name) and value != "":
             seen.setdefault(name.lower().replace("_", "-"), []).append(value)
     return seen
-
-
-def protected() -> str:
-    return f"/api/{uuid.uuid4().hex}"
 
 
 def expect_user(seen: dict[str, list[str]]) -> None:
