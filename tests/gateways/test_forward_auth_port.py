@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 
 import grpc
 
@@ -17,7 +16,7 @@ from sessionvalidator.v1 import session_validator_service_pb2 as pb
 from sessionvalidator.v1 import session_validator_service_pb2_grpc as pb_grpc
 from sessionvalidator_service.mint import mint_session
 from tests.gateways.conftest import SECRET, SIGNER, USER
-from tests.gateways.support import GATEWAYS, EchoUpstream, request
+from tests.gateways.support import GATEWAYS, EchoUpstream, protected, request
 from tests.support.processes import RedisServer, ValidatorProcess
 
 GRACE_S = 10.0
@@ -59,7 +58,7 @@ def test_shutdown_with_keep_alive_gateways_attached_takes_no_grace(redis_server:
         cookie = valid_cookie(redis)
         for gateway in gateways:  # each now holds keep-alive connections to the forward-auth port
             for _ in range(3):
-                assert request(gateway.port, f"/api/{uuid.uuid4().hex}", [("Cookie", cookie)]).status == 200
+                assert request(gateway.port, protected(), [("Cookie", cookie)]).status == 200
         started = time.monotonic()
         assert validator.terminate(timeout=GRACE_S + 10) == 0
         took = time.monotonic() - started
@@ -67,7 +66,7 @@ def test_shutdown_with_keep_alive_gateways_attached_takes_no_grace(redis_server:
         assert took < GRACE_S / 2, f"SIGTERM took {took:.1f} s with idle keep-alive connections attached"
         for gateway in gateways:
             started = time.monotonic()
-            assert request(gateway.port, f"/api/{uuid.uuid4().hex}", [("Cookie", cookie)]).status == 503
+            assert request(gateway.port, protected(), [("Cookie", cookie)]).status == 503
             assert time.monotonic() - started < GRACE_S / 2
     finally:
         for gateway in gateways:
